@@ -1,0 +1,64 @@
+package claims
+
+import "time"
+
+// Role is a built-in role. Access rules (what each role may do) live in
+// package access; the domain only names them.
+type Role string
+
+// The five built-in roles, from most to least powerful.
+const (
+	RoleSuperAdmin      Role = "super_admin"
+	RoleAdmin           Role = "admin"
+	RoleAIEngineer      Role = "ai_engineer"
+	RoleClaimsProcessor Role = "claims_processor"
+	RoleCustomer        Role = "customer"
+)
+
+// Roles lists the built-in roles.
+var Roles = []Role{RoleSuperAdmin, RoleAdmin, RoleAIEngineer, RoleClaimsProcessor, RoleCustomer}
+
+// ValidRole reports whether r is a built-in role.
+func ValidRole(r Role) bool {
+	for _, x := range Roles {
+		if x == r {
+			return true
+		}
+	}
+	return false
+}
+
+// UserStatus says whether an account may sign in.
+type UserStatus string
+
+const (
+	UserActive   UserStatus = "active"
+	UserDisabled UserStatus = "disabled"
+)
+
+// User is an account that can sign in. A customer's personal details live on
+// their Policyholder record; a User holds only what sign-in needs.
+type User struct {
+	ID           ID
+	Email        string // stored sealed, found through a blind index
+	Role         Role
+	Status       UserStatus
+	PasswordHash string
+	// HolderID links a customer account to the policyholder it is; empty
+	// for staff and for customers who hold no policy yet.
+	HolderID  ID
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// Principal is who is acting: the signed-in user as the access layer sees
+// them on one request.
+type Principal struct {
+	UserID    ID
+	Role      Role
+	HolderID  ID // customers only
+	SessionID ID
+}
+
+// IsZero reports whether p is the anonymous principal.
+func (p Principal) IsZero() bool { return p.UserID == "" }
