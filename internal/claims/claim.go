@@ -179,16 +179,11 @@ func ValidateText(v *Validation, field, s string, max int, required bool) {
 // dashes between them allowed) that pass the Luhn check.
 func LooksLikeCardNumber(s string) bool {
 	var digits []byte
+	// Only a whole run of digits counts: a Luhn-valid substring of a longer
+	// number (a policy or phone number) is not a card.
 	flush := func() bool {
 		defer func() { digits = digits[:0] }()
-		for n := 19; n >= 13; n-- {
-			for i := 0; i+n <= len(digits); i++ {
-				if luhn(digits[i : i+n]) {
-					return true
-				}
-			}
-		}
-		return false
+		return len(digits) >= 13 && len(digits) <= 19 && luhn(digits)
 	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
