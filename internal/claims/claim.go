@@ -339,3 +339,15 @@ func (c *Claim) IsLikelyDuplicate(other Claim) bool {
 	larger := max(a, b)
 	return diff*100 <= larger // |a-b| ≤ 1% of the larger, in integers
 }
+
+// Event announces a committed change to a claim. It carries ids, status and
+// time only: subscribers fetch details through the API, which checks access
+// and audits the read.
+type Event struct {
+	Type       string // "claim.status_changed", "claim.assigned", ...
+	ClaimID    ID
+	HolderID   ID
+	AssigneeID ID
+	Status     Status
+	At         time.Time
+}

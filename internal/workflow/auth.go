@@ -1,0 +1,325 @@
+package workflow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/openclaims/claims/internal/auth"
+	"github.com/openclaims/claims/internal/claims"
+	"github.com/openclaims/claims/internal/store"
+)
+
+// Session tokens returned on sign-in and refresh.
+type TokenPair struct {
+	AccessToken  string
+	ExpiresAt    time.Time
+	RefreshToken string
+	SessionID    claims.ID
+}
+
+var errBadLogin = claims.Errorf(claims.Unauthenticated, "Email or password is incorrect.")
+
+// Registration is a customer's self-registration.
+type Registration struct {
+	Email    string
+	Password string
+	FullName string
+}
+
+// Register creates a customer account. If a policyholder with this email
+// exists (imported or created by an admin) and has no account yet, the
+// account is linked to it. Whether the email was taken is not revealed to
+// the caller beyond a Conflict on the account itself.
+func (s *Service) Register(ctx context.Context, r Registration) (claims.User, error) {
+	var v claims.Validation
+	email := store.NormalizeEmail(r.Email)
+	v.Check(validEmail(email), "email", "format", "email must be a valid email address.")
+	if err := auth.CheckPassword(r.Password, email); err != nil {
+		var pe *auth.PolicyError
+		if errors.As(err, &pe) {
+			v.Add("password", pe.Rule, "%s", pe.Message)
+		} else {
+			return claims.User{}, err
+		}
+	}
+	claims.ValidateText(&v, "fullName", r.FullName, claims.MaxShortTextRunes, false)
+	if err := v.Err(); err != nil {
+		return claims.User{}, err
+	}
+	return s.createUser(ctx, "", email, r.Password, claims.RoleCustomer, r.FullName)
+}
+
+// CreateUser creates an account of any role. It is for the command line
+// (bootstrapping the first super admin) and for admins.
+func (s *Service) CreateUser(ctx context.Context, actor claims.ID, email, password string, role claims.Role) (claims.User, error) {
+	var v claims.Validation
+	email = store.NormalizeEmail(email)
+	v.Check(validEmail(email), "email", "format", "email must be a valid email address.")
+	v.Check(claims.ValidRole(role), "role", "enum", "role must be one of the built-in roles.")
+	if err := auth.CheckPassword(password, email); err != nil {
+		var pe *auth.PolicyError
+		if errors.As(err, &pe) {
+			v.Add("password", pe.Rule, "%s", pe.Message)
+		} else {
+			return claims.User{}, err
+		}
+	}
+	if err := v.Err(); err != nil {
+		return claims.User{}, err
+	}
+	return s.createUser(ctx, actor, email, password, role, "")
+}
+
+func (s *Service) createUser(ctx context.Context, actor claims.ID, email, password string, role claims.Role, name string) (claims.User, error) {
+	hash, err := s.hasher.Hash(ctx, password)
+	if err != nil {
+		return claims.User{}, fmt.Errorf("hash password: %w", err)
+	}
+	u := claims.User{ID: claims.NewID(), Email: email, Role: role, Status: claims.UserActive, PasswordHash: hash}
+	err = s.db.InTx(ctx, func(tx *store.Tx) error {
+		if err := tx.InsertUser(ctx, u); err != nil {
+			return err
+		}
+		if role == claims.RoleCustomer {
+			ids, err := tx.HoldersByEmail(ctx, email)
+			if err != nil {
+				return err
+			}
+			if len(ids) == 1 {
+				h, err := tx.Holder(ctx, ids[0])
+				if err != nil {
+					return err
+				}
+				if h.UserID == "" {
+					u.HolderID = h.ID
+					if err := tx.LinkHolderUser(ctx, h.ID, u.ID); err != nil {
+						return err
+					}
+				}
+			}
+			if u.HolderID == "" {
+				// Every customer is a data subject with a holder record, so
+				// their personal data has a key of its own from the start.
+				h := claims.Policyholder{ID: claims.NewID(), UserID: u.ID, FullName: claims.Secret(name), Email: claims.Secret(email)}
+				if err := tx.InsertHolder(ctx, h, "", ""); err != nil {
+					return err
+				}
+				u.HolderID = h.ID
+				if err := tx.LinkHolderUser(ctx, h.ID, u.ID); err != nil {
+					return err
+				}
+			}
+		}
+		if actor == "" {
+			actor = u.ID
+		}
+		return audit(ctx, tx, actor, "user.created", "user", string(u.ID), "ok", map[string]string{"role": string(role)})
+	})
+	if err != nil {
+		return claims.User{}, err
+	}
+	return u, nil
+}
+
+func validEmail(s string) bool {
+	local, domain, ok := strings.Cut(s, "@")
+	return ok && local != "" && strings.Contains(domain, ".") && len(s) <= 254 &&
+		!strings.ContainsAny(s, " \t\r\n<>\"'") && !strings.Contains(domain, "@")
+}
+
+// Login checks email and password and opens a session. Unknown email, wrong
+// password and disabled account give the same answer, with a dummy hash for
+// unknown emails so timing is comparable.
+func (s *Service) Login(ctx context.Context, email, password string) (TokenPair, error) {
+	if len(password) == 0 || len(password) > 1024 || len(email) > 254 {
+		s.hasher.DummyVerify(ctx, "x")
+		return TokenPair{}, errBadLogin
+	}
+	var u claims.User
+	err := s.db.InTx(ctx, func(tx *store.Tx) error {
+		var err error
+		u, err = tx.UserByEmail(ctx, email)
+		return err
+	})
+	if claims.KindOf(err) == claims.NotFound {
+		s.hasher.DummyVerify(ctx, password)
+		s.auditLogin(ctx, "", "failed")
+		return TokenPair{}, errBadLogin
+	}
+	if err != nil {
+		return TokenPair{}, err
+	}
+	ok, err := s.hasher.Verify(ctx, u.PasswordHash, password)
+	if err != nil {
+		return TokenPair{}, err
+	}
+	if !ok || u.Status != claims.UserActive {
+		s.auditLogin(ctx, u.ID, "failed")
+		return TokenPair{}, errBadLogin
+	}
+	return s.openSession(ctx, u)
+}
+
+func (s *Service) auditLogin(ctx context.Context, user claims.ID, outcome string) {
+	err := s.db.InTx(ctx, func(tx *store.Tx) error {
+		return audit(ctx, tx, user, "auth.login", "user", string(user), outcome, nil)
+	})
+	if err != nil {
+		s.log.ErrorContext(ctx, "audit login", "err", err)
+	}
+}
+
+func (s *Service) openSession(ctx context.Context, u claims.User) (TokenPair, error) {
+	now := s.now().UTC()
+	pol := s.sessions[u.Role]
+	m := MetaFrom(ctx)
+	sess := store.Session{ID: claims.NewID(), UserID: u.ID, CreatedAt: now, LastSeen: now,
+		ExpiresAt: now.Add(pol.Absolute), IP: m.IP, UserAgent: truncate(m.UserAgent, 200)}
+	refresh, hash := auth.NewOpaqueToken()
+	err := s.db.InTx(ctx, func(tx *store.Tx) error {
+		if err := tx.InsertSession(ctx, sess); err != nil {
+			return err
+		}
+		if err := tx.InsertRefreshToken(ctx, store.RefreshToken{Hash: hash, SessionID: sess.ID, Family: sess.ID,
+			Generation: 1, ExpiresAt: sess.ExpiresAt}); err != nil {
+			return err
+		}
+		return audit(ctx, tx, u.ID, "auth.login", "session", string(sess.ID), "ok", nil)
+	})
+	if err != nil {
+		return TokenPair{}, err
+	}
+	access, c, err := s.tokens.Issue(string(u.ID), string(sess.ID))
+	if err != nil {
+		return TokenPair{}, fmt.Errorf("issue access token: %w", err)
+	}
+	return TokenPair{AccessToken: access, ExpiresAt: c.ExpiresAt, RefreshToken: refresh, SessionID: sess.ID}, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// Refresh exchanges a refresh token for a new pair. Each refresh token works
+// once; presenting a used one again means it was stolen (or the client is
+// broken), so the whole family is revoked.
+func (s *Service) Refresh(ctx context.Context, token string) (TokenPair, error) {
+	if token == "" || len(token) > 200 {
+		return TokenPair{}, claims.Errorf(claims.Unauthenticated, "The refresh token is not valid.")
+	}
+	var (
+		u     claims.User
+		reuse bool
+		pair  TokenPair
+		next  string
+	)
+	err := s.db.InTx(ctx, func(tx *store.Tx) error {
+		t, err := tx.UseRefreshToken(ctx, auth.HashOpaque(token))
+		if err != nil {
+			return err
+		}
+		sess, err := tx.Session(ctx, t.SessionID)
+		if err != nil {
+			return err
+		}
+		if t.Used {
+			reuse = true
+			if err := tx.RevokeFamily(ctx, t.Family, "refresh token reuse"); err != nil {
+				return err
+			}
+			return audit(ctx, tx, sess.UserID, "auth.refresh_reuse", "session", string(sess.ID), "denied", nil)
+		}
+		now := tx.Now()
+		if sess.Revoked || now.After(sess.ExpiresAt) || now.After(t.ExpiresAt) {
+			return claims.Errorf(claims.Unauthenticated, "The session has ended; sign in again.")
+		}
+		if u, err = tx.User(ctx, sess.UserID); err != nil {
+			return err
+		}
+		if u.Status != claims.UserActive {
+			return claims.Errorf(claims.Unauthenticated, "The session has ended; sign in again.")
+		}
+		if now.Sub(sess.LastSeen) > s.sessions[u.Role].Idle {
+			return claims.Errorf(claims.Unauthenticated, "The session timed out; sign in again.")
+		}
+		var hash []byte
+		next, hash = auth.NewOpaqueToken()
+		if err := tx.InsertRefreshToken(ctx, store.RefreshToken{Hash: hash, SessionID: sess.ID, Family: t.Family,
+			Generation: t.Generation + 1, ExpiresAt: sess.ExpiresAt}); err != nil {
+			return err
+		}
+		pair.SessionID = sess.ID
+		return tx.TouchSession(ctx, sess.ID, now)
+	})
+	if err != nil {
+		return TokenPair{}, err
+	}
+	if reuse {
+		return TokenPair{}, claims.Errorf(claims.Unauthenticated, "The refresh token was already used; every session of this sign-in has been ended.")
+	}
+	access, c, err := s.tokens.Issue(string(u.ID), string(pair.SessionID))
+	if err != nil {
+		return TokenPair{}, err
+	}
+	pair.AccessToken, pair.ExpiresAt, pair.RefreshToken = access, c.ExpiresAt, next
+	return pair, nil
+}
+
+// Logout ends the principal's session.
+func (s *Service) Logout(ctx context.Context, p claims.Principal) error {
+	return s.db.InTx(ctx, func(tx *store.Tx) error {
+		if err := tx.RevokeSession(ctx, p.SessionID, "logout"); err != nil {
+			return err
+		}
+		return audit(ctx, tx, p.UserID, "auth.logout", "session", string(p.SessionID), "ok", nil)
+	})
+}
+
+// Authenticate turns an access token into a principal. Beyond the token's
+// signature and expiry it checks the server-side session on every request,
+// so a revoked session or disabled account stops working at once.
+func (s *Service) Authenticate(ctx context.Context, token string) (claims.Principal, error) {
+	c, err := s.tokens.Verify(token)
+	if err != nil {
+		return claims.Principal{}, claims.Wrap(claims.Unauthenticated, err, "The access token is not valid.")
+	}
+	var (
+		p     claims.Principal
+		touch bool
+	)
+	err = s.db.Read(ctx, func(tx *store.Tx) error {
+		sess, err := tx.Session(ctx, claims.ID(c.SessionID))
+		if err != nil {
+			return err
+		}
+		now := tx.Now()
+		if sess.Revoked || now.After(sess.ExpiresAt) || string(sess.UserID) != c.Subject {
+			return claims.Errorf(claims.Unauthenticated, "The session has ended; sign in again.")
+		}
+		u, err := tx.User(ctx, sess.UserID)
+		if err != nil {
+			return claims.Wrap(claims.Unauthenticated, err, "The session has ended; sign in again.")
+		}
+		if u.Status != claims.UserActive {
+			return claims.Errorf(claims.Unauthenticated, "The account is disabled.")
+		}
+		// The idle clock runs from the last recorded activity; activity is
+		// recorded at most every 30 s so reads don't all become writes.
+		if now.Sub(sess.LastSeen) > s.sessions[u.Role].Idle {
+			return claims.Errorf(claims.Unauthenticated, "The session timed out; sign in again.")
+		}
+		p = claims.Principal{UserID: u.ID, Role: u.Role, HolderID: u.HolderID, SessionID: sess.ID}
+		touch = now.Sub(sess.LastSeen) > 30*time.Second
+		return nil
+	})
+	if err != nil || !touch {
+		return p, err
+	}
+	return p, s.db.InTx(ctx, func(tx *store.Tx) error { return tx.TouchSession(ctx, p.SessionID, tx.Now()) })
+}
