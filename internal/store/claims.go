@@ -530,3 +530,10 @@ func (tx *Tx) InsertPayment(ctx context.Context, p Payment) error {
 	}
 	return nil
 }
+
+// ImportedBefore reports whether a claim from source with key exists.
+func (tx *Tx) ImportedBefore(ctx context.Context, source, key string) (bool, error) {
+	var n int
+	err := tx.queryRow(ctx, `SELECT COUNT(*) FROM claims WHERE source = ? AND source_key = ?`, "import:"+source, key).Scan(&n)
+	return n > 0, err
+}

@@ -426,7 +426,33 @@ func (s *Service) RequestInfo(ctx context.Context, p claims.Principal, id claims
 type DecideRequest struct {
 	Outcome   claims.Outcome
 	Reason    string
-	Overrides []claims.LineOverride
+	Overrides []OverrideInput
+}
+
+// OverrideInput is a processor's judgement about one line as sent; Allowed
+// is a decimal string in the claim's currency.
+type OverrideInput struct {
+	LineID  claims.ID
+	Exclude bool
+	Allowed *string
+	Note    string
+}
+
+func overrides(in []OverrideInput, currency string) ([]claims.LineOverride, error) {
+	var v claims.Validation
+	out := make([]claims.LineOverride, 0, len(in))
+	for i, o := range in {
+		lo := claims.LineOverride{LineID: o.LineID, Exclude: o.Exclude, Note: o.Note}
+		if o.Allowed != nil {
+			m, err := claims.ParseMoney(*o.Allowed, currency)
+			if err != nil {
+				v.Add(fmt.Sprintf("lines[%d].allowed", i), "decimal", "lines[%d].allowed: %v.", i, err)
+			}
+			lo.Allowed = &m
+		}
+		out = append(out, lo)
+	}
+	return out, v.Err()
 }
 
 // Decide adjudicates a claim: it computes the payable amount per line under
@@ -446,7 +472,11 @@ func (s *Service) Decide(ctx context.Context, p claims.Principal, id claims.ID, 
 		if err != nil {
 			return nil, nil, err
 		}
-		d, err := claims.Adjudicate(*c, pol, used, r.Overrides, r.Outcome)
+		ov, err := overrides(r.Overrides, c.Total.Currency)
+		if err != nil {
+			return nil, nil, err
+		}
+		d, err := claims.Adjudicate(*c, pol, used, ov, r.Outcome)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -625,4 +655,15 @@ func (s *Service) AuditTrail(ctx context.Context, p claims.Principal, f store.Au
 		return nil, fmt.Errorf("audit trail: %w", err)
 	}
 	return out, nil
+}
+
+// Me returns the principal's account.
+func (s *Service) Me(ctx context.Context, p claims.Principal) (claims.User, error) {
+	var u claims.User
+	err := s.db.Read(ctx, func(tx *store.Tx) error {
+		var err error
+		u, err = tx.User(ctx, p.UserID)
+		return err
+	})
+	return u, err
 }

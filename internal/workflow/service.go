@@ -119,3 +119,4 @@ func RequestHash(method, path string, body []byte) []byte {
 	h.Write(body)
 	return h.Sum(nil)
 }
+

@@ -1,0 +1,160 @@
+// Package config reads the server's configuration from CLAIMS_* environment
+// variables (secrets may come from CLAIMS_X_FILE), with command-line flags
+// for per-invocation overrides applied by package cli. Load reports every
+// problem at once. Only cli calls it; other packages receive plain values.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is the effective configuration.
+type Config struct {
+	DataDir           string        // CLAIMS_DATA_DIR, default ./data
+	Addr              string        // CLAIMS_ADDR, default 127.0.0.1:8443
+	DatabaseURL       string        // CLAIMS_DATABASE_URL(_FILE); empty = SQLite in DataDir
+	KeysDir           string        // CLAIMS_KEYS_DIR, default <data-dir>/keys
+	TLSCert           string        // CLAIMS_TLS_CERT
+	TLSKey            string        // CLAIMS_TLS_KEY
+	BcryptCost        int           // CLAIMS_BCRYPT_COST, default 12
+	LogLevel          string        // CLAIMS_LOG_LEVEL: debug, info, warn, error
+	LogFormat         string        // CLAIMS_LOG_FORMAT: text or json
+	TrustedProxies    string        // CLAIMS_TRUSTED_PROXIES: comma-separated CIDRs
+	AllowInsecureKeys bool          // CLAIMS_ALLOW_INSECURE_KEY_FILES: development only
+	ShutdownGrace     time.Duration // CLAIMS_SHUTDOWN_GRACE, default 20s
+}
+
+// Default returns the embedded-default configuration.
+func Default() Config {
+	return Config{DataDir: "data", Addr: "127.0.0.1:8443", BcryptCost: 12, LogLevel: "info", LogFormat: "text",
+		ShutdownGrace: 20 * time.Second}
+}
+
+// Load returns Default overridden by the environment.
+func Load(getenv func(string) string) (Config, error) {
+	c := Default()
+	var errs []error
+	str := func(key string, dst *string) {
+		if v := getenv(key); v != "" {
+			*dst = v
+		}
+	}
+	str("CLAIMS_DATA_DIR", &c.DataDir)
+	str("CLAIMS_ADDR", &c.Addr)
+	str("CLAIMS_KEYS_DIR", &c.KeysDir)
+	str("CLAIMS_TLS_CERT", &c.TLSCert)
+	str("CLAIMS_TLS_KEY", &c.TLSKey)
+	str("CLAIMS_LOG_LEVEL", &c.LogLevel)
+	str("CLAIMS_LOG_FORMAT", &c.LogFormat)
+	str("CLAIMS_TRUSTED_PROXIES", &c.TrustedProxies)
+	if v := getenv("CLAIMS_BCRYPT_COST"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("CLAIMS_BCRYPT_COST: %w", err))
+		}
+		c.BcryptCost = n
+	}
+	if v := getenv("CLAIMS_SHUTDOWN_GRACE"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("CLAIMS_SHUTDOWN_GRACE: %w", err))
+		}
+		c.ShutdownGrace = d
+	}
+	if v := getenv("CLAIMS_ALLOW_INSECURE_KEY_FILES"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("CLAIMS_ALLOW_INSECURE_KEY_FILES: %w", err))
+		}
+		c.AllowInsecureKeys = b
+	}
+	var err error
+	if c.DatabaseURL, err = secret(getenv, "CLAIMS_DATABASE_URL"); err != nil {
+		errs = append(errs, err)
+	}
+	return c, errors.Join(errs...)
+}
+
+// Validate checks the values after flags were applied.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data dir must not be empty"))
+	}
+	if c.KeysDir == "" {
+		c.KeysDir = filepath.Join(c.DataDir, "keys")
+	}
+	if c.BcryptCost < 10 || c.BcryptCost > 16 {
+		errs = append(errs, fmt.Errorf("bcrypt cost %d: must be between 10 and 16 (12 recommended)", c.BcryptCost))
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("set both --tls-cert and --tls-key, or neither"))
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log level %q: want debug, info, warn or error", c.LogLevel))
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		errs = append(errs, fmt.Errorf("log format %q: want text or json", c.LogFormat))
+	}
+	return errors.Join(errs...)
+}
+
+// DatabaseTarget is what store.Open takes: the PostgreSQL URL, or the
+// SQLite file in the data dir.
+func (c Config) DatabaseTarget() string {
+	if c.DatabaseURL != "" {
+		return c.DatabaseURL
+	}
+	return filepath.Join(c.DataDir, "claims.db")
+}
+
+// Redacted returns the configuration for printing, with secrets masked.
+func (c Config) Redacted() string {
+	db := "sqlite:" + c.DatabaseTarget()
+	if c.DatabaseURL != "" {
+		db = redactURL(c.DatabaseURL)
+	}
+	return fmt.Sprintf("data_dir=%s\naddr=%s\ndatabase=%s\nkeys_dir=%s\ntls_cert=%s\nbcrypt_cost=%d\nlog=%s/%s\ntrusted_proxies=%s\n",
+		c.DataDir, c.Addr, db, c.KeysDir, c.TLSCert, c.BcryptCost, c.LogLevel, c.LogFormat, c.TrustedProxies)
+}
+
+func redactURL(u string) string {
+	scheme, rest, ok := strings.Cut(u, "://")
+	if !ok {
+		return "[redacted]"
+	}
+	if at := strings.LastIndex(rest, "@"); at >= 0 {
+		creds := rest[:at]
+		user, _, _ := strings.Cut(creds, ":")
+		rest = user + ":[redacted]" + rest[at:]
+	}
+	if q := strings.Index(rest, "?"); q >= 0 && strings.Contains(rest[q:], "password") {
+		rest = rest[:q] + "?[redacted]"
+	}
+	return scheme + "://" + rest
+}
+
+// secret reads key from the environment, or from the file named by
+// key_FILE (how Docker and Kubernetes secrets arrive). Both is an error.
+func secret(getenv func(string) string, key string) (string, error) {
+	v, file := getenv(key), getenv(key+"_FILE")
+	switch {
+	case v != "" && file != "":
+		return "", fmt.Errorf("set %s or %s_FILE, not both", key, key)
+	case file != "":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("%s_FILE: %w", key, err)
+		}
+		return strings.TrimSpace(string(b)), nil
+	}
+	return v, nil
+}

@@ -1,0 +1,250 @@
+// Package web is the HTTP edge shared by every route: the one error
+// responder (RFC 9457 problem details), JSON decoding with limits,
+// middleware for request ids, security headers, client addresses behind
+// trusted proxies, panics and access logs, and the principal in the request
+// context.
+//
+// It holds no business rule and no route of its own: web/api registers the
+// routes.
+package web
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strings"
+
+	"github.com/openclaims/claims/internal/claims"
+)
+
+// HandlerFunc is an http.HandlerFunc that returns an error instead of
+// writing an error response itself.
+type HandlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+var statusOf = map[claims.Kind]int{ // Internal is absent: it becomes 500
+	claims.Invalid:              http.StatusBadRequest,
+	claims.NotFound:             http.StatusNotFound,
+	claims.Conflict:             http.StatusConflict,
+	claims.Unauthenticated:      http.StatusUnauthorized,
+	claims.Forbidden:            http.StatusForbidden,
+	claims.PreconditionFailed:   http.StatusPreconditionFailed,
+	claims.TooLarge:             http.StatusRequestEntityTooLarge,
+	claims.UnsupportedMedia:     http.StatusUnsupportedMediaType,
+	claims.RateLimited:          http.StatusTooManyRequests,
+	claims.PreconditionRequired: http.StatusPreconditionRequired,
+}
+
+var titles = map[claims.Kind]string{
+	claims.Internal:             "Internal error",
+	claims.Invalid:              "Invalid request",
+	claims.NotFound:             "Not found",
+	claims.Conflict:             "Conflict",
+	claims.Unauthenticated:      "Authentication required",
+	claims.Forbidden:            "Forbidden",
+	claims.PreconditionFailed:   "Precondition failed",
+	claims.TooLarge:             "Too large",
+	claims.UnsupportedMedia:     "Unsupported media type",
+	claims.RateLimited:          "Too many requests",
+	claims.PreconditionRequired: "Precondition required",
+}
+
+// ProblemType returns the problem type URI of kind k.
+func ProblemType(k claims.Kind) string { return "urn:claims:problem:" + k.String() }
+
+// Problem is an RFC 9457 problem details body.
+type Problem struct {
+	Type      string         `json:"type"`
+	Title     string         `json:"title"`
+	Status    int            `json:"status"`
+	Detail    string         `json:"detail"`
+	Instance  string         `json:"instance,omitempty"`
+	RequestID string         `json:"requestId,omitempty"`
+	Errors    []ProblemField `json:"errors,omitempty"`
+	Allowed   []string       `json:"allowed,omitempty"`
+	Current   string         `json:"status_current,omitempty"`
+}
+
+// ProblemField names one invalid field and the rule it broke.
+type ProblemField struct {
+	Field  string `json:"field"`
+	Rule   string `json:"rule"`
+	Detail string `json:"detail"`
+}
+
+// Handle adapts h to http.Handler, turning a returned error into a problem
+// response. Internal errors are logged with the request and answered with a
+// generic message: causes never reach the client.
+func Handle(log *slog.Logger, h HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		setLogRoute(r.Context(), r.Pattern)
+		if err := h(w, r); err != nil {
+			WriteError(log, w, r, err)
+		}
+	})
+}
+
+// WriteError writes err as a problem response.
+func WriteError(log *slog.Logger, w http.ResponseWriter, r *http.Request, err error) {
+	kind := claims.KindOf(err)
+	status, ok := statusOf[kind]
+	if !ok {
+		status = http.StatusInternalServerError
+		if !errors.Is(err, context.Canceled) {
+			log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path,
+				"request_id", RequestID(r.Context()), "err", err)
+		}
+	}
+	p := Problem{Type: ProblemType(kind), Title: titles[kind], Status: status, Detail: claims.MessageOf(err),
+		Instance: r.URL.Path, RequestID: RequestID(r.Context())}
+	if e, ok := errors.AsType[*claims.Error](err); ok && kind != claims.Internal {
+		for _, f := range e.Fields {
+			p.Errors = append(p.Errors, ProblemField{Field: f.Field, Rule: f.Rule, Detail: f.Message})
+		}
+		if a, ok := e.Extra["allowed"].([]string); ok {
+			p.Allowed = a
+			if a == nil {
+				p.Allowed = []string{}
+			}
+		}
+		if s, ok := e.Extra["status"].(string); ok {
+			p.Current = s
+		}
+	}
+	if kind == claims.Unauthenticated {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="claims"`)
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(p)
+}
+
+// WriteJSON writes v as JSON with status.
+func WriteJSON(w http.ResponseWriter, status int, v any) error {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(true) // stored text is returned as given, escaped for any HTML context
+	if err := enc.Encode(v); err != nil {
+		return fmt.Errorf("encode response: %w", err)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+// MaxJSONBody bounds JSON request bodies; MaxJSONDepth bounds nesting.
+const (
+	MaxJSONBody  = 1 << 20
+	MaxJSONDepth = 16
+)
+
+// DecodeJSON reads one JSON object from r into v: the content type must be
+// JSON, the body at most MaxJSONBody, nesting at most MaxJSONDepth, and
+// unknown fields are refused, each with a problem naming the field.
+func DecodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if ct != "application/json" {
+		return &claims.Error{Kind: claims.UnsupportedMedia, Message: "The request body must be application/json."}
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxJSONBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return claims.Errorf(claims.TooLarge, "The request body is larger than %d bytes.", MaxJSONBody)
+		}
+		return claims.Wrap(claims.Invalid, err, "The request body could not be read.")
+	}
+	if d := depth(body); d > MaxJSONDepth {
+		return claims.InvalidField("", "max_depth", "The JSON is nested deeper than %d levels.", MaxJSONDepth)
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return jsonError(err)
+	}
+	if dec.More() {
+		return claims.InvalidField("", "single_value", "The body must hold exactly one JSON value.")
+	}
+	return nil
+}
+
+func jsonError(err error) error {
+	var (
+		syn  *json.SyntaxError
+		typ  *json.UnmarshalTypeError
+		text interface{ Error() string }
+	)
+	switch {
+	case errors.As(err, &syn):
+		return claims.InvalidField("", "syntax", "The body is not valid JSON (at byte %d).", syn.Offset)
+	case errors.As(err, &typ):
+		return claims.InvalidField(typ.Field, "type", "%s must be a %s.", orBody(typ.Field), jsonKind(typ.Type.Kind().String()))
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		f := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		return claims.InvalidField(f, "unknown_field", "%s is not a field of this request.", f)
+	case errors.Is(err, io.EOF):
+		return claims.InvalidField("", "required", "The request body is empty.")
+	case errors.As(err, &text):
+		// Errors from UnmarshalText of our types (dates, money) say what
+		// was wrong with the value but not where; name it as the body.
+		return claims.InvalidField("", "format", "%s", err.Error())
+	}
+	return claims.Wrap(claims.Invalid, err, "The body could not be decoded.")
+}
+
+func orBody(f string) string {
+	if f == "" {
+		return "The body"
+	}
+	return f
+}
+
+func jsonKind(k string) string {
+	switch k {
+	case "string":
+		return "string"
+	case "struct", "map":
+		return "JSON object"
+	case "slice", "array":
+		return "JSON array"
+	case "bool":
+		return "boolean"
+	}
+	return "number"
+}
+
+// depth returns the maximum nesting of objects and arrays in a JSON text.
+func depth(b []byte) int {
+	d, max, inStr, esc := 0, 0, false, false
+	for _, c := range b {
+		switch {
+		case inStr:
+			switch {
+			case esc:
+				esc = false
+			case c == '\\':
+				esc = true
+			case c == '"':
+				inStr = false
+			}
+		case c == '"':
+			inStr = true
+		case c == '{' || c == '[':
+			d++
+			if d > max {
+				max = d
+			}
+		case c == '}' || c == ']':
+			d--
+		}
+	}
+	return max
+}
