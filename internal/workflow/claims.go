@@ -394,6 +394,9 @@ func (s *Service) Assign(ctx context.Context, p claims.Principal, id claims.ID, 
 				return nil, nil, claims.InvalidField("assigneeId", "processor", "assigneeId must be a claims processor.")
 			}
 		}
+		if c.Appealed && c.DecidedBy == assignee {
+			return nil, nil, claims.Errorf(claims.Forbidden, "An appeal must be reviewed by a different processor than the one who decided the claim.")
+		}
 		if c.Status.Final() || c.Status == claims.StatusDraft {
 			return nil, nil, claims.Errorf(claims.Conflict, "Claim %s is %s and cannot be assigned.", c.Number, c.Status)
 		}
