@@ -26,4 +26,3 @@ func migrate(ctx context.Context, env Env, args []string) error {
 	fmt.Fprintf(env.Stdout, "%s schema at version %d\n", a.db.Dialect(), n)
 	return nil
 }
-

@@ -95,7 +95,9 @@ type Meta struct {
 type metaKey struct{}
 
 // WithMeta returns ctx carrying m.
-func WithMeta(ctx context.Context, m Meta) context.Context { return context.WithValue(ctx, metaKey{}, m) }
+func WithMeta(ctx context.Context, m Meta) context.Context {
+	return context.WithValue(ctx, metaKey{}, m)
+}
 
 // MetaFrom returns the Meta in ctx (zero if none).
 func MetaFrom(ctx context.Context) Meta {
@@ -119,4 +121,3 @@ func RequestHash(method, path string, body []byte) []byte {
 	h.Write(body)
 	return h.Sum(nil)
 }
-
