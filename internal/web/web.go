@@ -192,6 +192,8 @@ func jsonError(err error) error {
 		return claims.InvalidField(f, "unknown_field", "%s is not a field of this request.", f)
 	case errors.Is(err, io.EOF):
 		return claims.InvalidField("", "required", "The request body is empty.")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return claims.InvalidField("", "syntax", "The body is not valid JSON (it ends too early).")
 	case errors.As(err, &text):
 		// Errors from UnmarshalText of our types (dates, money) say what
 		// was wrong with the value but not where; name it as the body.
