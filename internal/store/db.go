@@ -269,7 +269,24 @@ func (db *DB) Migrate(ctx context.Context) (int, error) {
 		version    TEXT PRIMARY KEY,
 		applied_at BIGINT NOT NULL
 	)`
-	if _, err := db.sql.ExecContext(ctx, create); err != nil {
+	err := db.InTx(ctx, func(tx *Tx) error {
+		if db.dialect == Postgres {
+			// Nodes starting at once on a fresh database would race on the
+			// catalog (duplicate pg_type row) without the lock. A table that
+			// exists is not created again: CREATE ... IF NOT EXISTS needs the
+			// CREATE privilege even then, which the app role does not have.
+			if _, err := tx.exec(ctx, `SELECT pg_advisory_xact_lock(727274)`); err != nil {
+				return err
+			}
+			var exists bool
+			if err := tx.queryRow(ctx, `SELECT to_regclass('schema_migrations') IS NOT NULL`).Scan(&exists); err != nil || exists {
+				return err
+			}
+		}
+		_, err := tx.exec(ctx, create)
+		return err
+	})
+	if err != nil {
 		return 0, fmt.Errorf("create schema_migrations: %w", err)
 	}
 	names, err := fs.Glob(migrations, "migrations/"+string(db.dialect)+"/*.sql")
