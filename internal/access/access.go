@@ -148,3 +148,18 @@ func CanReadPolicy(p claims.Principal, pol claims.Policy) bool {
 func IsOwnClaim(p claims.Principal, c claims.Claim) bool {
 	return (p.HolderID != "" && c.HolderID == p.HolderID) || c.FiledBy == p.UserID
 }
+
+// rank orders the built-in roles for escalation guards.
+var rank = map[claims.Role]int{
+	claims.RoleCustomer: 0, claims.RoleClaimsProcessor: 1, claims.RoleAIEngineer: 1,
+	claims.RoleAdmin: 2, claims.RoleSuperAdmin: 3,
+}
+
+// Outranks reports whether a may administer an account of role b: only a
+// role strictly above it, except that a super admin may administer anyone.
+func Outranks(a, b claims.Role) bool {
+	if a == claims.RoleSuperAdmin {
+		return true
+	}
+	return rank[a] > rank[b]
+}

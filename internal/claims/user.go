@@ -46,9 +46,10 @@ type User struct {
 	PasswordHash string
 	// HolderID links a customer account to the policyholder it is; empty
 	// for staff and for customers who hold no policy yet.
-	HolderID  ID
-	CreatedAt time.Time
-	UpdatedAt time.Time
+	HolderID   ID
+	MFAEnabled bool
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
 }
 
 // Principal is who is acting: the signed-in user as the access layer sees
@@ -58,7 +59,17 @@ type Principal struct {
 	Role      Role
 	HolderID  ID // customers only
 	SessionID ID
+	// MFAEnrolled says the account has a second factor; MFAAt is when this
+	// session last proved it (zero: never), for step-up checks.
+	MFAEnrolled bool
+	MFAAt       time.Time
 }
+
+// RequiresMFA reports whether role r must use a second factor.
+func RequiresMFA(r Role) bool { return r == RoleSuperAdmin || r == RoleAdmin }
+
+// MustEnrollMFA reports whether p may do nothing but enrol a second factor.
+func (p Principal) MustEnrollMFA() bool { return RequiresMFA(p.Role) && !p.MFAEnrolled }
 
 // IsZero reports whether p is the anonymous principal.
 func (p Principal) IsZero() bool { return p.UserID == "" }

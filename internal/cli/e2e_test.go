@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pquerna/otp/totp"
+
 	"github.com/openclaims/claims/internal/cli"
 	"github.com/openclaims/claims/internal/store"
 	"github.com/openclaims/claims/internal/store/storetest"
@@ -191,6 +193,40 @@ func (s *server) login(email, password string) string {
 
 const pw = "correct horse battery staple 42"
 
+// totpCode returns the TOTP code of secret for the time step offset steps
+// from now. Each code may be used once (a later step each time), so tests
+// that need several codes within 30 seconds step forward within the ±1
+// step the server tolerates.
+func totpCode(t *testing.T, secret string, offset int) string {
+	t.Helper()
+	code, err := totp.GenerateCode(secret, time.Now().Add(time.Duration(offset)*30*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return code
+}
+
+// enrollMFA enrols a TOTP factor for the signed-in user and returns its
+// secret; the session that enrolled counts as MFA-verified.
+func (s *server) enrollMFA(token string) string {
+	s.t.Helper()
+	en := s.expect(s.do("POST", "/api/v1/auth/mfa/enroll", token, nil), 200)
+	secret := en.str("secret")
+	codes := s.expect(s.do("POST", "/api/v1/auth/mfa/confirm", token, map[string]string{"code": totpCode(s.t, secret, -1)}), 200)
+	if n := len(codes.body["recovery_codes"].([]any)); n != 10 {
+		s.t.Fatalf("%d recovery codes", n)
+	}
+	return secret
+}
+
+// adminSession signs in a fresh admin: password, then TOTP enrolment.
+func (s *server) adminSession(email string) string {
+	s.t.Helper()
+	tok := s.login(email, pw)
+	s.enrollMFA(tok)
+	return tok
+}
+
 // TestEndToEnd walks the product as its users do, on each database: an
 // admin imports historical claims and sets up a policy; a customer files a
 // claim with line items; a processor takes it through review to approval
@@ -214,7 +250,7 @@ func TestEndToEnd(t *testing.T) {
 		for _, email := range []string{"alice@example.com", "bob@example.com"} {
 			s.expect(s.do("POST", "/api/v1/auth/register", "", map[string]string{"email": email, "password": pw, "fullName": "Test " + email}), 202)
 		}
-		admin := s.login("admin@example.com", pw)
+		admin := s.adminSession("admin@example.com")
 		s.expect(s.do("POST", "/api/v1/policies", admin, map[string]any{
 			"number": "AUTO-1001", "productLine": "auto", "effectiveDate": "2026-01-01", "expiryDate": "2026-12-31",
 			"currency": "USD", "coverageLimit": "1000.00", "deductible": "100.00", "premium": "600.00",

@@ -22,13 +22,21 @@ type Session struct {
 	IP        string
 	UserAgent string
 	Revoked   bool
+	// RevokeReason says why a session ended, for the user to see.
+	RevokeReason string
+	// MFAAt is the last successful MFA check in this session (zero: none).
+	MFAAt time.Time
 }
 
 // InsertSession stores a new session.
 func (tx *Tx) InsertSession(ctx context.Context, s Session) error {
-	_, err := tx.exec(ctx, `INSERT INTO sessions (id, user_id, created_at, last_seen, expires_at, ip, user_agent)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`, s.ID, s.UserID, micros(s.CreatedAt), micros(s.LastSeen), micros(s.ExpiresAt),
-		s.IP, s.UserAgent)
+	var mfa int64
+	if !s.MFAAt.IsZero() {
+		mfa = micros(s.MFAAt)
+	}
+	_, err := tx.exec(ctx, `INSERT INTO sessions (id, user_id, created_at, last_seen, expires_at, ip, user_agent, mfa_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, s.ID, s.UserID, micros(s.CreatedAt), micros(s.LastSeen), micros(s.ExpiresAt),
+		s.IP, s.UserAgent, mfa)
 	if err != nil {
 		return fmt.Errorf("insert session: %w", err)
 	}
@@ -38,12 +46,13 @@ func (tx *Tx) InsertSession(ctx context.Context, s Session) error {
 // Session returns session id.
 func (tx *Tx) Session(ctx context.Context, id claims.ID) (Session, error) {
 	var (
-		s             Session
-		cr, seen, exp int64
-		revoked       sql.NullInt64
+		s                  Session
+		cr, seen, exp, mfa int64
+		revoked            sql.NullInt64
 	)
-	err := tx.queryRow(ctx, `SELECT id, user_id, created_at, last_seen, expires_at, ip, user_agent, revoked_at
-		FROM sessions WHERE id = ?`, id).Scan(&s.ID, &s.UserID, &cr, &seen, &exp, &s.IP, &s.UserAgent, &revoked)
+	err := tx.queryRow(ctx, `SELECT id, user_id, created_at, last_seen, expires_at, ip, user_agent, revoked_at,
+		revoke_reason, mfa_at FROM sessions WHERE id = ?`, id).Scan(&s.ID, &s.UserID, &cr, &seen, &exp, &s.IP,
+		&s.UserAgent, &revoked, &s.RevokeReason, &mfa)
 	if errors.Is(err, sql.ErrNoRows) {
 		return s, claims.Errorf(claims.Unauthenticated, "The session has ended; sign in again.")
 	}
@@ -51,6 +60,9 @@ func (tx *Tx) Session(ctx context.Context, id claims.ID) (Session, error) {
 		return s, fmt.Errorf("select session: %w", err)
 	}
 	s.CreatedAt, s.LastSeen, s.ExpiresAt, s.Revoked = fromMicros(cr), fromMicros(seen), fromMicros(exp), revoked.Valid
+	if mfa > 0 {
+		s.MFAAt = fromMicros(mfa)
+	}
 	return s, nil
 }
 

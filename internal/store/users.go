@@ -34,16 +34,17 @@ func (tx *Tx) InsertUser(ctx context.Context, u claims.User) error {
 	return nil
 }
 
-const userColumns = `id, email_sealed, role, status, password_hash, holder_id, created_at, updated_at`
+const userColumns = `id, email_sealed, role, status, password_hash, holder_id, mfa_enabled, created_at, updated_at`
 
 func (tx *Tx) scanUser(row *sql.Row) (claims.User, error) {
 	var (
 		u       claims.User
 		sealed  []byte
 		holder  sql.NullString
+		mfa     int
 		cr, upd int64
 	)
-	if err := row.Scan(&u.ID, &sealed, &u.Role, &u.Status, &u.PasswordHash, &holder, &cr, &upd); err != nil {
+	if err := row.Scan(&u.ID, &sealed, &u.Role, &u.Status, &u.PasswordHash, &holder, &mfa, &cr, &upd); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return u, claims.Errorf(claims.NotFound, "User not found.")
 		}
@@ -54,6 +55,7 @@ func (tx *Tx) scanUser(row *sql.Row) (claims.User, error) {
 		return u, fmt.Errorf("open email of user %s: %w", u.ID, err)
 	}
 	u.Email, u.HolderID, u.CreatedAt, u.UpdatedAt = string(email), claims.ID(holder.String), fromMicros(cr), fromMicros(upd)
+	u.MFAEnabled = mfa != 0
 	return u, nil
 }
 

@@ -116,6 +116,11 @@ func WriteError(log *slog.Logger, w http.ResponseWriter, r *http.Request, err er
 			p.Current = s
 		}
 	}
+	if e, ok := errors.AsType[*claims.Error](err); ok {
+		if secs, ok := e.Extra["retry_after"].(int); ok {
+			w.Header().Set("Retry-After", fmt.Sprint(secs))
+		}
+	}
 	if kind == claims.Unauthenticated {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="claims"`)
 	}

@@ -130,75 +130,6 @@ func validEmail(s string) bool {
 		!strings.ContainsAny(s, " \t\r\n<>\"'") && !strings.Contains(domain, "@")
 }
 
-// Login checks email and password and opens a session. Unknown email, wrong
-// password and disabled account give the same answer, with a dummy hash for
-// unknown emails so timing is comparable.
-func (s *Service) Login(ctx context.Context, email, password string) (TokenPair, error) {
-	if len(password) == 0 || len(password) > 1024 || len(email) > 254 {
-		s.hasher.DummyVerify(ctx, "x")
-		return TokenPair{}, errBadLogin
-	}
-	var u claims.User
-	err := s.db.InTx(ctx, func(tx *store.Tx) error {
-		var err error
-		u, err = tx.UserByEmail(ctx, email)
-		return err
-	})
-	if claims.KindOf(err) == claims.NotFound {
-		s.hasher.DummyVerify(ctx, password)
-		s.auditLogin(ctx, "", "failed")
-		return TokenPair{}, errBadLogin
-	}
-	if err != nil {
-		return TokenPair{}, err
-	}
-	ok, err := s.hasher.Verify(ctx, u.PasswordHash, password)
-	if err != nil {
-		return TokenPair{}, err
-	}
-	if !ok || u.Status != claims.UserActive {
-		s.auditLogin(ctx, u.ID, "failed")
-		return TokenPair{}, errBadLogin
-	}
-	return s.openSession(ctx, u)
-}
-
-func (s *Service) auditLogin(ctx context.Context, user claims.ID, outcome string) {
-	err := s.db.InTx(ctx, func(tx *store.Tx) error {
-		return audit(ctx, tx, user, "auth.login", "user", string(user), outcome, nil)
-	})
-	if err != nil {
-		s.log.ErrorContext(ctx, "audit login", "err", err)
-	}
-}
-
-func (s *Service) openSession(ctx context.Context, u claims.User) (TokenPair, error) {
-	now := s.now().UTC()
-	pol := s.sessions[u.Role]
-	m := MetaFrom(ctx)
-	sess := store.Session{ID: claims.NewID(), UserID: u.ID, CreatedAt: now, LastSeen: now,
-		ExpiresAt: now.Add(pol.Absolute), IP: m.IP, UserAgent: truncate(m.UserAgent, 200)}
-	refresh, hash := auth.NewOpaqueToken()
-	err := s.db.InTx(ctx, func(tx *store.Tx) error {
-		if err := tx.InsertSession(ctx, sess); err != nil {
-			return err
-		}
-		if err := tx.InsertRefreshToken(ctx, store.RefreshToken{Hash: hash, SessionID: sess.ID, Family: sess.ID,
-			Generation: 1, ExpiresAt: sess.ExpiresAt}); err != nil {
-			return err
-		}
-		return audit(ctx, tx, u.ID, "auth.login", "session", string(sess.ID), "ok", nil)
-	})
-	if err != nil {
-		return TokenPair{}, err
-	}
-	access, c, err := s.tokens.Issue(string(u.ID), string(sess.ID))
-	if err != nil {
-		return TokenPair{}, fmt.Errorf("issue access token: %w", err)
-	}
-	return TokenPair{AccessToken: access, ExpiresAt: c.ExpiresAt, RefreshToken: refresh, SessionID: sess.ID}, nil
-}
-
 func truncate(s string, n int) string {
 	if len(s) > n {
 		return s[:n]
@@ -299,6 +230,9 @@ func (s *Service) Authenticate(ctx context.Context, token string) (claims.Princi
 			return err
 		}
 		now := tx.Now()
+		if sess.Revoked && sess.RevokeReason != "" {
+			return claims.Errorf(claims.Unauthenticated, "The session has ended (%s); sign in again.", sess.RevokeReason)
+		}
 		if sess.Revoked || now.After(sess.ExpiresAt) || string(sess.UserID) != c.Subject {
 			return claims.Errorf(claims.Unauthenticated, "The session has ended; sign in again.")
 		}
@@ -314,7 +248,8 @@ func (s *Service) Authenticate(ctx context.Context, token string) (claims.Princi
 		if now.Sub(sess.LastSeen) > s.sessions[u.Role].Idle {
 			return claims.Errorf(claims.Unauthenticated, "The session timed out; sign in again.")
 		}
-		p = claims.Principal{UserID: u.ID, Role: u.Role, HolderID: u.HolderID, SessionID: sess.ID}
+		p = claims.Principal{UserID: u.ID, Role: u.Role, HolderID: u.HolderID, SessionID: sess.ID,
+			MFAEnrolled: u.MFAEnabled, MFAAt: sess.MFAAt}
 		touch = now.Sub(sess.LastSeen) > 30*time.Second
 		return nil
 	})

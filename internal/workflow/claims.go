@@ -504,6 +504,16 @@ func (s *Service) Pay(ctx context.Context, p claims.Principal, id claims.ID, ifM
 		if c.Payable.Minor <= 0 && c.Status.CanMoveTo(claims.StatusPaid) {
 			return nil, nil, claims.Errorf(claims.Conflict, "Claim %s has nothing payable.", c.Number)
 		}
+		if min := s.identity.PaymentStepUpMin; min > 0 && c.Payable.Minor >= min {
+			if !p.MFAEnrolled {
+				e := claims.Errorf(claims.Forbidden, "Payments of %s or more need a second factor; enrol one first.", claims.Money{Minor: min, Currency: c.Payable.Currency}.Decimal())
+				e.Fields = []claims.FieldError{{Rule: RuleStepUpRequired, Message: e.Message}}
+				return nil, nil, e
+			}
+			if err := s.StepUp(p); err != nil {
+				return nil, nil, err
+			}
+		}
 		t, err := c.MoveTo(claims.StatusPaid, p.UserID, reference, tx.Now())
 		if err != nil {
 			return nil, nil, err

@@ -47,6 +47,7 @@ type Service struct {
 	log      *slog.Logger
 	now      func() time.Time
 	sessions map[claims.Role]SessionPolicy
+	identity IdentityPolicy
 }
 
 // Config gathers the Service's collaborators.
@@ -58,6 +59,7 @@ type Config struct {
 	Log      *slog.Logger
 	Now      func() time.Time
 	Sessions map[claims.Role]SessionPolicy // nil = DefaultSessionPolicies
+	Identity *IdentityPolicy               // nil = DefaultIdentityPolicy
 }
 
 // New returns a Service.
@@ -71,6 +73,10 @@ func New(c Config) *Service {
 	}
 	if s.sessions == nil {
 		s.sessions = DefaultSessionPolicies
+	}
+	s.identity = DefaultIdentityPolicy
+	if c.Identity != nil {
+		s.identity = *c.Identity
 	}
 	return s
 }

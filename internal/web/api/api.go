@@ -63,6 +63,22 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	public("POST", "/api/v1/auth/refresh", h.refresh)
 	private("POST", "/api/v1/auth/logout", h.logout)
 	private("GET", "/api/v1/me", h.me)
+	public("POST", "/api/v1/auth/mfa", h.loginMFA)
+	private("POST", "/api/v1/auth/mfa/enroll", h.mfaEnroll)
+	private("POST", "/api/v1/auth/mfa/confirm", h.mfaConfirm)
+	private("POST", "/api/v1/auth/mfa/verify", h.mfaVerify)
+	private("POST", "/api/v1/auth/password", h.changePassword)
+	public("POST", "/api/v1/auth/password-reset", h.passwordReset)
+	public("POST", "/api/v1/auth/password-reset/confirm", h.passwordResetConfirm)
+	private("GET", "/api/v1/sessions", h.listSessions)
+	private("DELETE", "/api/v1/sessions/{id}", h.endSession)
+	private("POST", "/api/v1/sessions/end-others", h.endOtherSessions)
+	private("POST", "/api/v1/users/{id}/disable", h.adminUser(workflow.ActionDisable))
+	private("POST", "/api/v1/users/{id}/enable", h.adminUser(workflow.ActionEnable))
+	private("POST", "/api/v1/users/{id}/unlock", h.adminUser(workflow.ActionUnlock))
+	private("POST", "/api/v1/users/{id}/logout", h.adminUser(workflow.ActionLogout))
+	private("POST", "/api/v1/users/{id}/reset-mfa", h.adminUser(workflow.ActionResetMFA))
+	private("POST", "/api/v1/users/{id}/role", h.setRole)
 
 	private("GET", "/api/v1/policies", h.listPolicies)
 	private("POST", "/api/v1/policies", h.createPolicy)
@@ -118,6 +134,9 @@ func (h *Handler) authenticated(next web.HandlerFunc) web.HandlerFunc {
 		p, err := h.flow.Authenticate(r.Context(), strings.TrimPrefix(authz, "Bearer "))
 		if err != nil {
 			return err
+		}
+		if p.MustEnrollMFA() && !mfaEnrollmentRoutes[r.Pattern] {
+			return h.flow.StepUp(p) // explains that enrolment comes first
 		}
 		web.SetLogUser(r.Context(), p.UserID)
 		return next(w, r.WithContext(web.WithPrincipal(r.Context(), p)))
@@ -179,18 +198,6 @@ func (h *Handler) register(w http.ResponseWriter, r *http.Request) error {
 
 func tokens(p workflow.TokenPair) tokenDTO {
 	return tokenDTO{AccessToken: p.AccessToken, TokenType: "Bearer", ExpiresIn: int(timeUntil(p)), RefreshToken: p.RefreshToken}
-}
-
-func (h *Handler) login(w http.ResponseWriter, r *http.Request) error {
-	var req loginRequest
-	if err := web.DecodeJSON(w, r, &req); err != nil {
-		return err
-	}
-	pair, err := h.flow.Login(r.Context(), req.Email, req.Password)
-	if err != nil {
-		return err
-	}
-	return web.WriteJSON(w, http.StatusOK, tokens(pair))
 }
 
 func (h *Handler) refresh(w http.ResponseWriter, r *http.Request) error {
