@@ -24,11 +24,14 @@ func (tx *Tx) AppendAudit(ctx context.Context, e claims.AuditEntry) error {
 	)
 	err := tx.queryRow(ctx, `SELECT seq, hash FROM audit_head WHERE id = 1`+tx.forUpdate()).Scan(&seq, &prev)
 	if errors.Is(err, sql.ErrNoRows) {
-		seq, prev = 0, audit.Genesis
-		if _, err := tx.exec(ctx, `INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, ?)`, prev); err != nil {
+		// The first appenders on a fresh database race to create the head:
+		// the losers wait for the winner's row, then lock and read it.
+		if _, err := tx.exec(ctx, `INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, ?) ON CONFLICT (id) DO NOTHING`, audit.Genesis); err != nil {
 			return fmt.Errorf("init audit head: %w", err)
 		}
-	} else if err != nil {
+		err = tx.queryRow(ctx, `SELECT seq, hash FROM audit_head WHERE id = 1`+tx.forUpdate()).Scan(&seq, &prev)
+	}
+	if err != nil {
 		return fmt.Errorf("read audit head: %w", err)
 	}
 	e.Seq, e.PrevHash = seq+1, prev
