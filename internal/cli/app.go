@@ -93,7 +93,7 @@ func openApp(ctx context.Context, env Env, cfg config.Config, migrate bool) (*ap
 			return nil, fmt.Errorf("migrate: %w", err)
 		}
 	}
-	a.flow = workflow.New(workflow.Config{DB: a.db, Hasher: auth.NewHasher(pepper, cfg.BcryptCost, 0), Tokens: a.tokens, Log: a.log})
+	a.flow = workflow.New(workflow.Config{DB: a.db, Hasher: auth.NewHasher(pepper, cfg.BcryptCost, 0), Tokens: a.tokens, Log: a.log, Identity: identityPolicy(a.cfg)})
 	return a, nil
 }
 

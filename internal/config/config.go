@@ -28,6 +28,11 @@ type Config struct {
 	TrustedProxies    string        // CLAIMS_TRUSTED_PROXIES: comma-separated CIDRs
 	AllowInsecureKeys bool          // CLAIMS_ALLOW_INSECURE_KEY_FILES: development only
 	ShutdownGrace     time.Duration // CLAIMS_SHUTDOWN_GRACE, default 20s
+
+	// Sign-in protection (README, Authentication).
+	LoginLockAfter    int           // CLAIMS_LOGIN_LOCK_AFTER: failures on one email before it locks, default 10
+	LoginLockFor      time.Duration // CLAIMS_LOGIN_LOCK_FOR, default 15m
+	LoginIPDelayAfter int           // CLAIMS_LOGIN_IP_DELAY_AFTER: failures from one address before delays, default 20
 }
 
 // Default returns the embedded-default configuration.
@@ -73,6 +78,25 @@ func Load(getenv func(string) string) (Config, error) {
 			errs = append(errs, fmt.Errorf("CLAIMS_ALLOW_INSECURE_KEY_FILES: %w", err))
 		}
 		c.AllowInsecureKeys = b
+	}
+	for _, v := range []struct {
+		key string
+		dst *int
+	}{{"CLAIMS_LOGIN_LOCK_AFTER", &c.LoginLockAfter}, {"CLAIMS_LOGIN_IP_DELAY_AFTER", &c.LoginIPDelayAfter}} {
+		if s := getenv(v.key); s != "" {
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 1 {
+				errs = append(errs, fmt.Errorf("%s: want a positive integer", v.key))
+			}
+			*v.dst = n
+		}
+	}
+	if v := getenv("CLAIMS_LOGIN_LOCK_FOR"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("CLAIMS_LOGIN_LOCK_FOR: %w", err))
+		}
+		c.LoginLockFor = d
 	}
 	var err error
 	if c.DatabaseURL, err = secret(getenv, "CLAIMS_DATABASE_URL"); err != nil {
