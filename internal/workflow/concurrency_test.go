@@ -339,4 +339,3 @@ func TestConcurrentAuditAppend(t *testing.T) {
 		}
 	})
 }
-
