@@ -69,18 +69,7 @@ func openApp(ctx context.Context, env Env, cfg config.Config, migrate bool) (*ap
 	if err != nil {
 		return nil, err
 	}
-	signing, err := loadOrCreateSecret(cfg.KeysDir, "signing.key", cfg.AllowInsecureKeys, func() []byte {
-		b, _ := auth.GenerateSigningKey("s1").MarshalText()
-		return b
-	})
-	if err != nil {
-		return nil, err
-	}
-	sk, err := auth.ParseSigningKey(signing)
-	if err != nil {
-		return nil, fmt.Errorf("signing.key: %w", err)
-	}
-	if a.tokens, err = auth.NewTokens("claims", "claims-api", 10*time.Minute, nil, sk); err != nil {
+	if a.tokens, err = loadTokens(cfg, time.Now()); err != nil {
 		return nil, err
 	}
 	a.db, err = store.Open(ctx, cfg.DatabaseTarget(), store.Options{Keys: a.keys.Ring, Index: a.keys.Index})
@@ -105,6 +94,9 @@ func (a *app) Close() error { return a.db.Close() }
 func loadOrCreateSecret(dir, name string, insecure bool, generate func() []byte) ([]byte, error) {
 	p := filepath.Join(dir, name)
 	b, err := os.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) && generate == nil {
+		return nil, fmt.Errorf("%s is missing", p)
+	}
 	if errors.Is(err, fs.ErrNotExist) {
 		f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 		if err != nil {

@@ -35,6 +35,7 @@ var commands = []command{
 	{"user", "create accounts: user create --email E --role R --password-stdin", user},
 	{"import", "import a public claims dataset: import auto-claims|vehicle-claims FILE", importCmd},
 	{"audit", "check the audit log: audit verify", auditCmd},
+	{"keys", "manage keys: keys rotate-signing", keys},
 	{"outbox", "print queued mail (password resets) when no SMTP server is configured", outbox},
 	{"config", "print the effective configuration, secrets redacted", printConfig},
 	{"version", "print the version", version},
