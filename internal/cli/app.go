@@ -82,7 +82,7 @@ func openApp(ctx context.Context, env Env, cfg config.Config, migrate bool) (*ap
 			return nil, fmt.Errorf("migrate: %w", err)
 		}
 	}
-	a.flow = workflow.New(workflow.Config{DB: a.db, Hasher: auth.NewHasher(pepper, cfg.BcryptCost, 0), Tokens: a.tokens, Log: a.log, Identity: identityPolicy(a.cfg)})
+	a.flow = workflow.New(workflow.Config{DB: a.db, Hasher: auth.NewHasher(pepper, cfg.BcryptCost, hashConcurrency()), Tokens: a.tokens, Log: a.log, Identity: identityPolicy(a.cfg)})
 	return a, nil
 }
 

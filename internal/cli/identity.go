@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"runtime"
+
 	"github.com/openclaims/claims/internal/config"
 	"github.com/openclaims/claims/internal/workflow"
 )
@@ -19,3 +21,8 @@ func identityPolicy(cfg config.Config) *workflow.IdentityPolicy {
 	}
 	return &p
 }
+
+// hashConcurrency bounds simultaneous bcrypt work to half the cores, so a
+// flood of sign-ins leaves the rest of the API a core to answer on
+// (BenchmarkReadDuringLoginFlood measures it).
+func hashConcurrency() int { return max(1, runtime.GOMAXPROCS(0)/2) }
