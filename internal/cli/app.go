@@ -16,6 +16,7 @@ import (
 
 	"github.com/openclaims/claims/internal/auth"
 	"github.com/openclaims/claims/internal/config"
+	"github.com/openclaims/claims/internal/live"
 	"github.com/openclaims/claims/internal/seal"
 	"github.com/openclaims/claims/internal/store"
 	"github.com/openclaims/claims/internal/workflow"
@@ -33,6 +34,7 @@ type app struct {
 	db     *store.DB
 	tokens *auth.Tokens
 	flow   *workflow.Service
+	events live.Bus // LISTEN/NOTIFY on PostgreSQL, in-process on SQLite
 }
 
 func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
@@ -82,11 +84,23 @@ func openApp(ctx context.Context, env Env, cfg config.Config, migrate bool) (*ap
 			return nil, fmt.Errorf("migrate: %w", err)
 		}
 	}
-	a.flow = workflow.New(workflow.Config{DB: a.db, Hasher: auth.NewHasher(pepper, cfg.BcryptCost, hashConcurrency()), Tokens: a.tokens, Log: a.log, Identity: identityPolicy(a.cfg)})
+	if cfg.DatabaseURL != "" {
+		pg, err := live.NewPostgres(ctx, cfg.DatabaseURL, a.log)
+		if err != nil {
+			a.db.Close()
+			return nil, fmt.Errorf("event bus: %w", err)
+		}
+		a.events = pg
+	} else {
+		a.events = live.NewLocal()
+	}
+	a.flow = workflow.New(workflow.Config{DB: a.db, Hasher: auth.NewHasher(pepper, cfg.BcryptCost, hashConcurrency()), Tokens: a.tokens, Events: a.events, Log: a.log, Identity: identityPolicy(a.cfg)})
 	return a, nil
 }
 
-func (a *app) Close() error { return a.db.Close() }
+// Close stops the event bus (sending what it still holds), then closes the
+// database.
+func (a *app) Close() error { return errors.Join(a.events.Close(), a.db.Close()) }
 
 // loadOrCreateSecret reads dir/name, creating it with generate() and mode
 // 0600 on first run. A file readable by group or others is refused unless
