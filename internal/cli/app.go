@@ -16,7 +16,9 @@ import (
 
 	"github.com/openclaims/claims/internal/auth"
 	"github.com/openclaims/claims/internal/config"
+	"github.com/openclaims/claims/internal/files"
 	"github.com/openclaims/claims/internal/live"
+	"github.com/openclaims/claims/internal/scan"
 	"github.com/openclaims/claims/internal/seal"
 	"github.com/openclaims/claims/internal/store"
 	"github.com/openclaims/claims/internal/workflow"
@@ -35,6 +37,11 @@ type app struct {
 	tokens *auth.Tokens
 	flow   *workflow.Service
 	events live.Bus // LISTEN/NOTIFY on PostgreSQL, in-process on SQLite
+
+	// Claim documents (docscan.go): blobs under <data-dir>/documents.
+	blobs   *files.LocalBlobs
+	docs    *files.Pipeline
+	scanner scan.Scanner
 }
 
 func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
@@ -94,7 +101,12 @@ func openApp(ctx context.Context, env Env, cfg config.Config, migrate bool) (*ap
 	} else {
 		a.events = live.NewLocal()
 	}
-	a.flow = workflow.New(workflow.Config{DB: a.db, Hasher: auth.NewHasher(pepper, cfg.BcryptCost, hashConcurrency()), Tokens: a.tokens, Events: a.events, Log: a.log, Identity: identityPolicy(a.cfg)})
+	if err := a.openDocuments(); err != nil {
+		a.db.Close()
+		return nil, err
+	}
+	a.flow = workflow.New(workflow.Config{DB: a.db, Hasher: auth.NewHasher(pepper, cfg.BcryptCost, hashConcurrency()), Tokens: a.tokens, Events: a.events, Log: a.log, Identity: identityPolicy(a.cfg),
+		Documents: a.docs, Scanner: a.scanner, DocumentLimits: a.documentLimits()})
 	return a, nil
 }
 

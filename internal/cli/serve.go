@@ -32,6 +32,7 @@ func serve(ctx context.Context, env Env, args []string) error {
 	addr := f.fs.String("addr", "", "listen address (env CLAIMS_ADDR, default 127.0.0.1:8443)")
 	cert := f.fs.String("tls-cert", "", "PEM certificate (env CLAIMS_TLS_CERT); default: self-signed in the data dir")
 	key := f.fs.String("tls-key", "", "PEM private key (env CLAIMS_TLS_KEY)")
+	clamd := f.fs.String("clamd-address", "", "clamd for virus scanning: unix:/path/clamd.sock or tcp:host:port (env CLAIMS_CLAMD_ADDRESS); default: the development scanner")
 	if err := f.parse(env, args); err != nil {
 		return err
 	}
@@ -50,6 +51,9 @@ func serve(ctx context.Context, env Env, args []string) error {
 	}
 	if *cert != "" || *key != "" {
 		cfg.TLSCert, cfg.TLSKey = *cert, *key
+	}
+	if *clamd != "" {
+		cfg.ClamdAddress = *clamd
 	}
 	if err := cfg.Validate(); err != nil {
 		return err
@@ -120,6 +124,10 @@ func serve(ctx context.Context, env Env, args []string) error {
 	}
 	fmt.Fprintf(env.Stdout, "claims %s listening on https://%s (TLS 1.3)\n  data: %s (%s)\n  certificate SHA-256 fingerprint: %s\n  SPKI pin (sha256/base64): %s\n",
 		Version, ln.Addr(), cfg.DataDir, a.db.Dialect(), colonHex(fp[:]), base64.StdEncoding.EncodeToString(spki[:]))
+	fmt.Fprintf(env.Stdout, "  document scanner: %s\n", a.scannerBanner())
+	workerCtx, stopWorker := context.WithCancel(ctx)
+	waitWorker := startDocumentWorker(workerCtx, a)
+	defer func() { stopWorker(); waitWorker() }()
 	if env.Ready != nil {
 		env.Ready(ln.Addr().String())
 	}

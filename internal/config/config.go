@@ -33,12 +33,20 @@ type Config struct {
 	LoginLockAfter    int           // CLAIMS_LOGIN_LOCK_AFTER: failures on one email before it locks, default 10
 	LoginLockFor      time.Duration // CLAIMS_LOGIN_LOCK_FOR, default 15m
 	LoginIPDelayAfter int           // CLAIMS_LOGIN_IP_DELAY_AFTER: failures from one address before delays, default 20
+
+	// Claim documents (docs/documents.md).
+	ClamdAddress      string   // CLAIMS_CLAMD_ADDRESS: "unix:/path/clamd.sock" or "tcp:host:port"; empty = development scanner
+	MaxUploadBytes    int64    // CLAIMS_MAX_UPLOAD_BYTES, per file, default 25 MiB
+	MaxClaimDocuments int      // CLAIMS_MAX_CLAIM_DOCUMENTS, default 20
+	MaxClaimBytes     int64    // CLAIMS_MAX_CLAIM_BYTES, default 200 MiB
+	ScanBlocklist     []string // CLAIMS_SCAN_BLOCKLIST: comma-separated hex SHA-256 (development scanner)
 }
 
 // Default returns the embedded-default configuration.
 func Default() Config {
 	return Config{DataDir: "data", Addr: "127.0.0.1:8443", BcryptCost: 12, LogLevel: "info", LogFormat: "text",
-		ShutdownGrace: 20 * time.Second}
+		ShutdownGrace:  20 * time.Second,
+		MaxUploadBytes: 25 << 20, MaxClaimDocuments: 20, MaxClaimBytes: 200 << 20}
 }
 
 // Load returns Default overridden by the environment.
@@ -78,6 +86,33 @@ func Load(getenv func(string) string) (Config, error) {
 			errs = append(errs, fmt.Errorf("CLAIMS_ALLOW_INSECURE_KEY_FILES: %w", err))
 		}
 		c.AllowInsecureKeys = b
+	}
+	str("CLAIMS_CLAMD_ADDRESS", &c.ClamdAddress)
+	for _, v := range []struct {
+		key string
+		dst *int64
+	}{{"CLAIMS_MAX_UPLOAD_BYTES", &c.MaxUploadBytes}, {"CLAIMS_MAX_CLAIM_BYTES", &c.MaxClaimBytes}} {
+		if s := getenv(v.key); s != "" {
+			n, err := strconv.ParseInt(s, 10, 64)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", v.key, err))
+			}
+			*v.dst = n
+		}
+	}
+	if v := getenv("CLAIMS_MAX_CLAIM_DOCUMENTS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("CLAIMS_MAX_CLAIM_DOCUMENTS: %w", err))
+		}
+		c.MaxClaimDocuments = n
+	}
+	if v := getenv("CLAIMS_SCAN_BLOCKLIST"); v != "" {
+		for _, h := range strings.Split(v, ",") {
+			if h = strings.ToLower(strings.TrimSpace(h)); h != "" {
+				c.ScanBlocklist = append(c.ScanBlocklist, h)
+			}
+		}
 	}
 	for _, v := range []struct {
 		key string
@@ -124,6 +159,17 @@ func (c *Config) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		errs = append(errs, fmt.Errorf("log level %q: want debug, info, warn or error", c.LogLevel))
+	}
+	if a := c.ClamdAddress; a != "" && !strings.HasPrefix(a, "unix:/") && !strings.HasPrefix(a, "tcp:") {
+		errs = append(errs, fmt.Errorf("clamd address %q: want unix:/path/clamd.sock or tcp:host:port", a))
+	}
+	if c.MaxUploadBytes <= 0 || c.MaxClaimBytes <= 0 || c.MaxClaimDocuments <= 0 {
+		errs = append(errs, errors.New("CLAIMS_MAX_UPLOAD_BYTES, CLAIMS_MAX_CLAIM_BYTES and CLAIMS_MAX_CLAIM_DOCUMENTS must be positive"))
+	}
+	for _, h := range c.ScanBlocklist {
+		if len(h) != 64 || strings.Trim(h, "0123456789abcdef") != "" {
+			errs = append(errs, fmt.Errorf("scan blocklist entry %q: want a hex SHA-256 (64 digits)", h))
+		}
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("log format %q: want text or json", c.LogFormat))

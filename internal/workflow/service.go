@@ -15,6 +15,8 @@ import (
 
 	"github.com/openclaims/claims/internal/auth"
 	"github.com/openclaims/claims/internal/claims"
+	"github.com/openclaims/claims/internal/files"
+	"github.com/openclaims/claims/internal/scan"
 	"github.com/openclaims/claims/internal/store"
 )
 
@@ -48,6 +50,7 @@ type Service struct {
 	now      func() time.Time
 	sessions map[claims.Role]SessionPolicy
 	identity IdentityPolicy
+	docs     documents // claim documents (documents.go)
 }
 
 // Config gathers the Service's collaborators.
@@ -60,6 +63,11 @@ type Config struct {
 	Now      func() time.Time
 	Sessions map[claims.Role]SessionPolicy // nil = DefaultSessionPolicies
 	Identity *IdentityPolicy               // nil = DefaultIdentityPolicy
+	// Documents stores claim documents; nil = the document routes answer 404.
+	Documents *files.Pipeline
+	// Scanner scans uploaded documents (clamd, or the development scanner).
+	Scanner        scan.Scanner
+	DocumentLimits DocumentLimits
 }
 
 // New returns a Service.
@@ -78,6 +86,7 @@ func New(c Config) *Service {
 	if c.Identity != nil {
 		s.identity = *c.Identity
 	}
+	s.docs = newDocuments(c)
 	return s
 }
 

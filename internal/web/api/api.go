@@ -97,6 +97,10 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	private("POST", "/api/v1/claims/{id}/pay", h.pay)
 	private("POST", "/api/v1/claims/{id}/close", h.closeClaim)
 	private("POST", "/api/v1/claims/{id}/appeal", h.appeal)
+	private("POST", "/api/v1/claims/{id}/documents", h.uploadDocument)
+	private("GET", "/api/v1/claims/{id}/documents", h.listDocuments)
+	private("GET", "/api/v1/claims/{id}/documents/{docId}", h.getDocument)
+	private("GET", "/api/v1/claims/{id}/documents/{docId}/content", h.documentContent)
 
 	private("GET", "/api/v1/audit", h.auditTrail)
 

@@ -61,6 +61,12 @@ var operations = map[string]op{
 	"POST /api/v1/claims/{id}/close":           {summary: "Close a paid or denied claim.", response: "Claim", status: "200", ifMatch: true},
 	"POST /api/v1/claims/{id}/appeal":          {summary: "Appeal a denied or partially approved claim.", request: "Reason", response: "Claim", status: "200", ifMatch: true},
 	"GET /api/v1/audit":                        {summary: "Search the audit log (audit.read).", response: "AuditList", status: "200", params: []string{"actor", "objectType", "object", "action", "from", "to", "after", "limit"}},
+
+	// Claim documents (docs/documents.md).
+	"POST /api/v1/claims/{id}/documents":                {summary: "Upload a document (multipart/form-data, the file in the part named file). PDF, JPEG, PNG, WebP, TIFF or plain text, decided from the bytes; images are re-encoded. Answers with status pending_scan; 413 over a size limit, 415 for other types, 409 for a duplicate or a full claim.", response: "Document", status: "201"},
+	"GET /api/v1/claims/{id}/documents":                 {summary: "The claim's documents with their scan status.", response: "DocumentList", status: "200"},
+	"GET /api/v1/claims/{id}/documents/{docId}":         {summary: "One document's metadata, including its status (pending_scan, clean, quarantined).", response: "Document", status: "200"},
+	"GET /api/v1/claims/{id}/documents/{docId}/content": {summary: "The document's bytes as an attachment, only once scanned clean (409 while pending_scan or quarantined). Every download is audited.", status: "200"},
 }
 
 func obj(props map[string]any, required ...string) map[string]any {
@@ -144,6 +150,11 @@ var schemas = map[string]any{
 		"objectType": str, "objectId": str, "outcome": str, "ip": str, "requestId": str,
 		"details": map[string]any{"type": "object", "additionalProperties": str}}),
 	"AuditList": list("AuditEntry"),
+	"Document": obj(map[string]any{"id": str, "claimId": str, "filename": str, "contentType": str, "size": integer,
+		"sha256": str, "status": map[string]any{"enum": []string{"pending_scan", "clean", "quarantined"}},
+		"scanSignature": str, "uploadedBy": str, "createdAt": stamp_, "scannedAt": stamp_, "contentUrl": str}),
+	"DocumentList":   list("Document"),
+	"DocumentUpload": obj(map[string]any{"file": map[string]any{"type": "string", "contentMediaType": "application/octet-stream"}}, "file"),
 }
 
 // Document returns the OpenAPI document for the registered routes.
@@ -159,6 +170,9 @@ func (h *Handler) Document() map[string]any {
 		var params []any
 		if strings.Contains(rt.path, "{id}") {
 			params = append(params, map[string]any{"name": "id", "in": "path", "required": true, "schema": str})
+		}
+		if strings.Contains(rt.path, "{docId}") {
+			params = append(params, map[string]any{"name": "docId", "in": "path", "required": true, "schema": str})
 		}
 		for _, q := range o.params {
 			params = append(params, map[string]any{"name": q, "in": "query", "schema": str})
