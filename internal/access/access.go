@@ -107,21 +107,38 @@ func Inherits(r claims.Role) []claims.Role { return slices.Clone(roles[r].inheri
 
 // Has reports whether principal p holds permission perm.
 func Has(p claims.Principal, perm Permission) bool {
+	_, ok := grant(p, perm)
+	return ok
+}
+
+func grant(p claims.Principal, perm Permission) (claims.Grant, bool) {
 	if p.IsZero() {
-		return false
+		return claims.Grant{}, false
 	}
-	return slices.Contains(Permissions(p.Role), perm)
+	if p.Grants != nil {
+		g, ok := p.Grants[string(perm)]
+		return g, ok
+	}
+	return claims.Grant{}, slices.Contains(Permissions(p.Role), perm)
 }
 
 // Require returns a Forbidden error unless p holds perm.
 func Require(p claims.Principal, perm Permission) error {
+	_, err := Check(p, perm)
+	return err
+}
+
+// Check is Require that also says how p holds perm: directly, or through a
+// delegation (Grant.Via is the delegator, whom the audit log records too).
+func Check(p claims.Principal, perm Permission) (claims.Grant, error) {
 	if p.IsZero() {
-		return claims.Errorf(claims.Unauthenticated, "Sign in first.")
+		return claims.Grant{}, claims.Errorf(claims.Unauthenticated, "Sign in first.")
 	}
-	if !Has(p, perm) {
-		return claims.Errorf(claims.Forbidden, "You do not have permission to do this (%s).", perm)
+	g, ok := grant(p, perm)
+	if !ok {
+		return g, claims.Errorf(claims.Forbidden, "You do not have permission to do this (%s).", perm)
 	}
-	return nil
+	return g, nil
 }
 
 // CanReadClaim reports whether p may see claim c. A claim p may not see is

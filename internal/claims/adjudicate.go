@@ -183,15 +183,57 @@ func allocate(total int64, lines []LineDecision, bp int64) []int64 {
 // Decide applies decision d to c: the status moves (or a Conflict error
 // names the allowed moves), the payable amount and decision are set. An
 // appealed claim must be decided by someone other than the previous decider.
-func (c *Claim) Decide(d Decision, actor ID, now time.Time) (Transition, error) {
+// With needsApproval (the payable is above the decider's authority) the
+// claim waits in pending_approval for a second person instead.
+func (c *Claim) Decide(d Decision, actor ID, now time.Time, needsApproval bool) (Transition, error) {
 	if c.Appealed && c.DecidedBy == actor {
 		return Transition{}, Errorf(Forbidden, "An appeal must be decided by a different processor than the original decision.")
 	}
-	t, err := c.MoveTo(d.Status, actor, d.Reason, now)
+	to := d.Status
+	if needsApproval {
+		to = StatusPendingApproval
+	}
+	t, err := c.MoveTo(to, actor, d.Reason, now)
 	if err != nil {
 		return Transition{}, err
 	}
 	d.DecidedBy, d.DecidedAt = actor, now
-	c.Decision, c.Payable, c.DecidedBy = &d, d.Payable, actor
+	c.Decision, c.Payable = &d, d.Payable
+	if needsApproval {
+		c.ProposedBy = actor
+	} else {
+		c.DecidedBy, c.ProposedBy = actor, ""
+	}
+	return t, nil
+}
+
+// ApproveDecision is the second person's confirmation of a decision that
+// waited for approval. The proposer can't approve their own decision.
+func (c *Claim) ApproveDecision(actor ID, now time.Time) (Transition, error) {
+	if c.Status != StatusPendingApproval || c.Decision == nil {
+		return Transition{}, Errorf(Conflict, "Claim %s has no decision waiting for approval.", c.Number)
+	}
+	if c.ProposedBy == actor {
+		return Transition{}, Errorf(Forbidden, "A decision above one's authority needs a second person; you proposed this one.")
+	}
+	t, err := c.MoveTo(c.Decision.Status, actor, "approved decision proposed by another processor", now)
+	if err != nil {
+		return Transition{}, err
+	}
+	c.DecidedBy = c.ProposedBy
+	c.ProposedBy = ""
+	return t, nil
+}
+
+// ReturnDecision sends a pending decision back to review.
+func (c *Claim) ReturnDecision(actor ID, reason string, now time.Time) (Transition, error) {
+	if c.Status != StatusPendingApproval {
+		return Transition{}, Errorf(Conflict, "Claim %s has no decision waiting for approval.", c.Number)
+	}
+	t, err := c.MoveTo(StatusUnderReview, actor, reason, now)
+	if err != nil {
+		return Transition{}, err
+	}
+	c.Decision, c.Payable, c.ProposedBy = nil, Zero(c.Total.Currency), ""
 	return t, nil
 }

@@ -59,6 +59,7 @@ type Claim struct {
 	Payable      Money // set by a decision
 	Decision     *Decision
 	DecidedBy    ID // who made the latest decision
+	ProposedBy   ID // who proposed a decision waiting for approval
 	Appealed     bool
 	Flags        []Flag
 	Source       string // "api", "import:auto-claims", ...

@@ -74,10 +74,10 @@ func TestStateMachine(t *testing.T) {
 
 func TestAppealNeedsAnotherDecider(t *testing.T) {
 	c := Claim{Number: "CLM-1", Status: StatusUnderReview, Appealed: true, DecidedBy: "proc1"}
-	if _, err := c.Decide(Decision{Status: StatusApproved}, "proc1", time.Now()); KindOf(err) != Forbidden {
+	if _, err := c.Decide(Decision{Status: StatusApproved}, "proc1", time.Now(), false); KindOf(err) != Forbidden {
 		t.Fatalf("same decider: err = %v, want Forbidden", err)
 	}
-	if _, err := c.Decide(Decision{Status: StatusApproved}, "proc2", time.Now()); err != nil {
+	if _, err := c.Decide(Decision{Status: StatusApproved}, "proc2", time.Now(), false); err != nil {
 		t.Fatalf("other decider: %v", err)
 	}
 }
@@ -189,5 +189,19 @@ func TestDate(t *testing.T) {
 	loc := time.FixedZone("UTC-10", -10*3600)
 	if got := DateOf(time.Date(2026, 3, 1, 23, 0, 0, 0, loc)).String(); got != "2026-03-01" {
 		t.Errorf("DateOf = %s", got)
+	}
+}
+
+func TestPendingApproval(t *testing.T) {
+	c := Claim{Number: "CLM-1", Status: StatusUnderReview, Total: MustMoney("100", "USD")}
+	d := Decision{Status: StatusApproved, Payable: MustMoney("100", "USD")}
+	if _, err := c.Decide(d, "junior", time.Now(), true); err != nil || c.Status != StatusPendingApproval || c.ProposedBy != "junior" {
+		t.Fatalf("Decide(needs approval): %v, status %s", err, c.Status)
+	}
+	if _, err := c.ApproveDecision("junior", time.Now()); KindOf(err) != Forbidden {
+		t.Fatalf("proposer approved own decision: %v", err)
+	}
+	if _, err := c.ApproveDecision("senior", time.Now()); err != nil || c.Status != StatusApproved || c.DecidedBy != "junior" {
+		t.Fatalf("ApproveDecision: %v, status %s decidedBy %s", err, c.Status, c.DecidedBy)
 	}
 }

@@ -9,6 +9,8 @@ type Status string
 //
 //	draft → submitted → under_review ⇄ info_requested
 //	under_review → approved | partially_approved | denied
+//	under_review → pending_approval → approved | partially_approved | denied | under_review
+//	                 (a decision above the decider's authority waits for a second person)
 //	approved | partially_approved → paid → closed
 //	denied | partially_approved → under_review   (appeal)
 //	denied → closed
@@ -18,6 +20,7 @@ const (
 	StatusSubmitted         Status = "submitted"
 	StatusUnderReview       Status = "under_review"
 	StatusInfoRequested     Status = "info_requested"
+	StatusPendingApproval   Status = "pending_approval"
 	StatusApproved          Status = "approved"
 	StatusPartiallyApproved Status = "partially_approved"
 	StatusDenied            Status = "denied"
@@ -28,7 +31,7 @@ const (
 
 // Statuses lists every status in life-cycle order.
 var Statuses = []Status{StatusDraft, StatusSubmitted, StatusUnderReview, StatusInfoRequested,
-	StatusApproved, StatusPartiallyApproved, StatusDenied, StatusPaid, StatusClosed, StatusWithdrawn}
+	StatusPendingApproval, StatusApproved, StatusPartiallyApproved, StatusDenied, StatusPaid, StatusClosed, StatusWithdrawn}
 
 // ValidStatus reports whether s is a known status.
 func ValidStatus(s Status) bool { return slices.Contains(Statuses, s) }
@@ -39,7 +42,8 @@ func ValidStatus(s Status) bool { return slices.Contains(Statuses, s) }
 var next = map[Status][]Status{
 	StatusDraft:             {StatusSubmitted, StatusWithdrawn},
 	StatusSubmitted:         {StatusUnderReview, StatusWithdrawn},
-	StatusUnderReview:       {StatusInfoRequested, StatusApproved, StatusPartiallyApproved, StatusDenied, StatusWithdrawn},
+	StatusUnderReview:       {StatusInfoRequested, StatusPendingApproval, StatusApproved, StatusPartiallyApproved, StatusDenied, StatusWithdrawn},
+	StatusPendingApproval:   {StatusApproved, StatusPartiallyApproved, StatusDenied, StatusUnderReview},
 	StatusInfoRequested:     {StatusUnderReview, StatusWithdrawn},
 	StatusApproved:          {StatusPaid},
 	StatusPartiallyApproved: {StatusPaid, StatusUnderReview},

@@ -63,6 +63,24 @@ type Principal struct {
 	// session last proved it (zero: never), for step-up checks.
 	MFAEnrolled bool
 	MFAAt       time.Time
+	// RoleName is the assigned role as named (a custom role's name); Role is
+	// always the built-in role it rests on, which decides rank and MFA.
+	RoleName string
+	// Grants are the effective permissions by name, resolved at sign-in
+	// check from the role, a custom role and live delegations. Nil means
+	// "the built-in role's permissions" (principals built in tests).
+	Grants map[string]Grant
+	// AuthorityLimit is the largest payable amount, in minor units, the
+	// principal may decide or pay alone; 0 means none.
+	AuthorityLimit int64
+}
+
+// Grant is how a principal holds one permission: directly (Via empty) or
+// through another user's delegation, optionally limited to claims up to
+// MaxAmount minor units.
+type Grant struct {
+	Via       ID
+	MaxAmount int64 // 0 = no limit
 }
 
 // RequiresMFA reports whether role r must use a second factor.

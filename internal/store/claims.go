@@ -77,7 +77,7 @@ func (tx *Tx) InsertClaim(ctx context.Context, c claims.Claim, sourceKey string)
 
 const claimColumns = `id, number, policy_id, holder_id, filed_by, type, incident_date, reported_date, details,
 	currency, total, payable, status, assignee_id, outcome, decision_reason, deductible_applied, decided_by,
-	decided_at, appealed, flags, source, attributes, version, created_at, updated_at`
+	decided_at, appealed, flags, source, attributes, version, created_at, updated_at, proposed_by`
 
 // scanClaim reads a claims row; free text is left sealed in the returned
 // raw values for openClaim.
@@ -86,6 +86,7 @@ func scanClaim(s scanner) (claims.Claim, rawClaim, error) {
 		c                                 claims.Claim
 		r                                 rawClaim
 		filedBy, assignee, decidedBy      sql.NullString
+		proposedBy                        sql.NullString
 		incident, reported, cur, flags    string
 		attrText, outcome                 string
 		total, payable, ded, ver, cr, upd int64
@@ -94,11 +95,12 @@ func scanClaim(s scanner) (claims.Claim, rawClaim, error) {
 	)
 	err := s.Scan(&c.ID, &c.Number, &c.PolicyID, &c.HolderID, &filedBy, &c.Type, &incident, &reported, &r.details,
 		&cur, &total, &payable, &c.Status, &assignee, &outcome, &r.reason, &ded, &decidedBy,
-		&decidedAt, &appealed, &flags, &c.Source, &attrText, &ver, &cr, &upd)
+		&decidedAt, &appealed, &flags, &c.Source, &attrText, &ver, &cr, &upd, &proposedBy)
 	if err != nil {
 		return c, r, err
 	}
 	c.FiledBy, c.AssigneeID, c.DecidedBy = claims.ID(filedBy.String), claims.ID(assignee.String), claims.ID(decidedBy.String)
+	c.ProposedBy = claims.ID(proposedBy.String)
 	c.IncidentDate, _ = claims.ParseDate(incident)
 	c.ReportedDate, _ = claims.ParseDate(reported)
 	c.Total, c.Payable = claims.Money{Minor: total, Currency: cur}, claims.Money{Minor: payable, Currency: cur}
@@ -107,6 +109,10 @@ func scanClaim(s scanner) (claims.Claim, rawClaim, error) {
 	if outcome != "" {
 		r.decision = &claims.Decision{Outcome: claims.Outcome(outcome), Status: c.Status, Payable: c.Payable,
 			DeductibleApplied: claims.Money{Minor: ded, Currency: cur}, DecidedBy: c.DecidedBy}
+		if c.Status == claims.StatusPendingApproval {
+			// The decision's own status is what approval will move to.
+			r.decision.Status, r.decision.DecidedBy = decisionStatus(outcome, payable, total), c.ProposedBy
+		}
 		if decidedAt.Valid {
 			r.decision.DecidedAt = fromMicros(decidedAt.Int64)
 		}
@@ -281,10 +287,10 @@ func (tx *Tx) UpdateClaim(ctx context.Context, c *claims.Claim) error {
 		}
 	}
 	res, err := tx.exec(ctx, `UPDATE claims SET status = ?, assignee_id = ?, payable = ?, outcome = ?, decision_reason = ?,
-		deductible_applied = ?, decided_by = ?, decided_at = ?, appealed = ?, flags = ?, version = ?, updated_at = ?
-		WHERE id = ? AND version = ?`,
+		deductible_applied = ?, decided_by = ?, decided_at = ?, appealed = ?, flags = ?, version = ?, updated_at = ?,
+		proposed_by = ? WHERE id = ? AND version = ?`,
 		c.Status, nullID(c.AssigneeID), c.Payable.Minor, outcome, reason, ded, nullID(c.DecidedBy), decidedAt,
-		b2i(c.Appealed), flagText(c.Flags), newVersion, micros(c.UpdatedAt), c.ID, c.Version)
+		b2i(c.Appealed), flagText(c.Flags), newVersion, micros(c.UpdatedAt), nullID(c.ProposedBy), c.ID, c.Version)
 	if err != nil {
 		return fmt.Errorf("update claim %s: %w", c.ID, err)
 	}
@@ -536,4 +542,15 @@ func (tx *Tx) ImportedBefore(ctx context.Context, source, key string) (bool, err
 	var n int
 	err := tx.queryRow(ctx, `SELECT COUNT(*) FROM claims WHERE source = ? AND source_key = ?`, "import:"+source, key).Scan(&n)
 	return n > 0, err
+}
+
+// decisionStatus is the status an adjudication outcome leads to.
+func decisionStatus(outcome string, payable, total int64) claims.Status {
+	switch {
+	case outcome == string(claims.OutcomeDeny) || payable == 0:
+		return claims.StatusDenied
+	case payable == total:
+		return claims.StatusApproved
+	}
+	return claims.StatusPartiallyApproved
 }

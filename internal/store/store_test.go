@@ -283,7 +283,7 @@ func TestRoundTrip(t *testing.T) {
 				return err
 			}
 			dec.Reason = "covered collision"
-			tr, err := c.Decide(dec, proc.ID, now)
+			tr, err := c.Decide(dec, proc.ID, now, false)
 			if err != nil {
 				return err
 			}
@@ -599,7 +599,7 @@ func TestUpdateClaimStale(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := second.Decide(dec, u.ID, time.Now().UTC()); err != nil {
+		if _, err := second.Decide(dec, u.ID, time.Now().UTC(), false); err != nil {
 			t.Fatal(err)
 		}
 		var uerr error

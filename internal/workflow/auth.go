@@ -2,8 +2,10 @@ package workflow
 
 import (
 	"context"
+
 	"errors"
 	"fmt"
+	"github.com/openclaims/claims/internal/access"
 	"strings"
 	"time"
 
@@ -176,7 +178,11 @@ func (s *Service) Refresh(ctx context.Context, token string) (TokenPair, error) 
 		if u.Status != claims.UserActive {
 			return claims.Errorf(claims.Unauthenticated, "The session has ended; sign in again.")
 		}
-		if now.Sub(sess.LastSeen) > s.sessions[u.Role].Idle {
+		base, err := baseRole(ctx, tx, u.Role)
+		if err != nil {
+			return err
+		}
+		if now.Sub(sess.LastSeen) > s.sessions[base].Idle {
 			return claims.Errorf(claims.Unauthenticated, "The session timed out; sign in again.")
 		}
 		var hash []byte
@@ -245,11 +251,14 @@ func (s *Service) Authenticate(ctx context.Context, token string) (claims.Princi
 		}
 		// The idle clock runs from the last recorded activity; activity is
 		// recorded at most every 30 s so reads don't all become writes.
-		if now.Sub(sess.LastSeen) > s.sessions[u.Role].Idle {
+		p = claims.Principal{UserID: u.ID, Role: u.Role, RoleName: string(u.Role), HolderID: u.HolderID,
+			SessionID: sess.ID, MFAEnrolled: u.MFAEnabled, MFAAt: sess.MFAAt}
+		if err := resolveGrants(ctx, tx, &p, now); err != nil {
+			return err
+		}
+		if now.Sub(sess.LastSeen) > s.sessions[p.Role].Idle {
 			return claims.Errorf(claims.Unauthenticated, "The session timed out; sign in again.")
 		}
-		p = claims.Principal{UserID: u.ID, Role: u.Role, HolderID: u.HolderID, SessionID: sess.ID,
-			MFAEnrolled: u.MFAEnabled, MFAAt: sess.MFAAt}
 		touch = now.Sub(sess.LastSeen) > 30*time.Second
 		return nil
 	})
@@ -257,4 +266,58 @@ func (s *Service) Authenticate(ctx context.Context, token string) (claims.Princi
 		return p, err
 	}
 	return p, s.db.InTx(ctx, func(tx *store.Tx) error { return tx.TouchSession(ctx, p.SessionID, tx.Now()) })
+}
+
+// resolveGrants fills in the principal's effective permissions and
+// authority: a custom role rests on a built-in one (which decides rank and
+// MFA) and adds permissions; live delegations add what they hand over. It
+// runs on every request, so role, permission and delegation changes take
+// effect on the next one.
+func resolveGrants(ctx context.Context, tx *store.Tx, p *claims.Principal, now time.Time) error {
+	var custom *access.CustomRole
+	if !claims.ValidRole(p.Role) {
+		r, err := tx.CustomRole(ctx, string(p.Role))
+		if err != nil {
+			return fmt.Errorf("resolve role %q: %w", p.Role, err)
+		}
+		custom, p.Role = &r, r.Base
+	}
+	delegations, err := tx.Delegations(ctx, p.UserID, true)
+	if err != nil {
+		return err
+	}
+	var received []access.Delegation
+	for _, d := range delegations {
+		if d.To == p.UserID {
+			received = append(received, d)
+		}
+	}
+	p.Grants = access.Resolve(p.Role, custom, received, now)
+	p.AuthorityLimit = access.DefaultAuthority(p.Role)
+	if custom != nil && custom.AuthorityLimit != nil {
+		p.AuthorityLimit = *custom.AuthorityLimit
+	}
+	limit, err := tx.UserAuthorityLimit(ctx, p.UserID)
+	if err != nil {
+		return err
+	}
+	if limit != nil {
+		p.AuthorityLimit = *limit
+	}
+	// Authority received by delegation: the delegator's limit, if higher,
+	// applies within the delegation's scope (checked where it is used).
+	return nil
+}
+
+// baseRole returns the built-in role r rests on (r itself, or a custom
+// role's base).
+func baseRole(ctx context.Context, tx *store.Tx, r claims.Role) (claims.Role, error) {
+	if claims.ValidRole(r) {
+		return r, nil
+	}
+	c, err := tx.CustomRole(ctx, string(r))
+	if err != nil {
+		return "", fmt.Errorf("resolve role %q: %w", r, err)
+	}
+	return c.Base, nil
 }

@@ -484,12 +484,16 @@ func (s *Service) Decide(ctx context.Context, p claims.Principal, id claims.ID, 
 			return nil, nil, err
 		}
 		d.Reason = r.Reason
-		t, err := c.Decide(d, p.UserID, tx.Now())
+		// Above the decider's authority, the decision waits for a second
+		// person with enough authority (denials pay nothing and need none).
+		needsApproval := d.Payable.Minor > authority(p)
+		t, err := c.Decide(d, p.UserID, tx.Now(), needsApproval)
 		if err != nil {
 			return nil, nil, err
 		}
 		return &t, map[string]string{"outcome": string(d.Outcome), "status": string(d.Status),
-			"submitted": d.Submitted.String(), "payable": d.Payable.String(), "appeal": strconv.FormatBool(c.Appealed)}, nil
+			"submitted": d.Submitted.String(), "payable": d.Payable.String(), "appeal": strconv.FormatBool(c.Appealed),
+			"pending_approval": strconv.FormatBool(needsApproval)}, nil
 	})
 }
 
@@ -679,4 +683,14 @@ func (s *Service) Me(ctx context.Context, p claims.Principal) (claims.User, erro
 		return err
 	})
 	return u, err
+}
+
+// authority is the principal's monetary authority in minor units. A
+// principal built without resolved grants (tests, tools) has its built-in
+// role's default.
+func authority(p claims.Principal) int64 {
+	if p.Grants == nil {
+		return access.DefaultAuthority(p.Role)
+	}
+	return p.AuthorityLimit
 }

@@ -308,18 +308,22 @@ func (s *Service) checkSecondFactor(ctx context.Context, user claims.ID, code, r
 // limit) and its first tokens. mfaAt is when MFA was proven (zero: not).
 func (s *Service) openSession(ctx context.Context, u claims.User, mfaAt time.Time) (TokenPair, int, error) {
 	now := s.now().UTC()
-	pol := s.sessions[u.Role]
 	m := MetaFrom(ctx)
 	sess := store.Session{ID: claims.NewID(), UserID: u.ID, CreatedAt: now, LastSeen: now,
-		ExpiresAt: now.Add(pol.Absolute), IP: m.IP, UserAgent: truncate(m.UserAgent, 200), MFAAt: mfaAt}
+		IP: m.IP, UserAgent: truncate(m.UserAgent, 200), MFAAt: mfaAt}
 	refresh, hash := auth.NewOpaqueToken()
 	ended := 0
 	err := s.db.InTx(ctx, func(tx *store.Tx) error {
+		base, err := baseRole(ctx, tx, u.Role)
+		if err != nil {
+			return err
+		}
+		sess.ExpiresAt = now.Add(s.sessions[base].Absolute)
 		live, err := tx.UserSessions(ctx, u.ID)
 		if err != nil {
 			return err
 		}
-		limit := s.identity.SessionLimit[u.Role]
+		limit := s.identity.SessionLimit[base]
 		for i := 0; limit > 0 && len(live)-i >= limit; i++ {
 			if err := tx.RevokeSession(ctx, live[i].ID, "session limit: signed in on another device"); err != nil {
 				return err
