@@ -139,6 +139,9 @@ type Tx struct {
 	db   *DB
 	now  time.Time
 	keys keyCache // subject keys unwrapped in this transaction
+	// readOnly is set for DB.Read transactions (PostgreSQL refuses row
+	// locks in them).
+	readOnly bool
 }
 
 // Now is the transaction's timestamp: every row a transaction writes shares it.
@@ -175,7 +178,7 @@ func (db *DB) run(ctx context.Context, pool *sql.DB, opts *sql.TxOptions, fn fun
 		return fmt.Errorf("begin: %w", err)
 	}
 	defer sqlTx.Rollback() // no-op after Commit
-	if err := fn(&Tx{tx: sqlTx, db: db, now: db.now().UTC().Truncate(time.Microsecond)}); err != nil {
+	if err := fn(&Tx{tx: sqlTx, db: db, now: db.now().UTC().Truncate(time.Microsecond), readOnly: opts != nil && opts.ReadOnly}); err != nil {
 		return err
 	}
 	if err := sqlTx.Commit(); err != nil {
@@ -210,6 +213,17 @@ func (tx *Tx) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
 func (tx *Tx) forUpdate() string {
 	if tx.db.dialect == Postgres {
 		return " FOR UPDATE"
+	}
+	return ""
+}
+
+// forShare returns " FOR SHARE" in PostgreSQL write transactions: a writer
+// that seals under a holder's subject key holds the holder row against a
+// concurrent re-encryption or erasure (which lock it FOR UPDATE), so no value
+// is sealed under a key that is being replaced.
+func (tx *Tx) forShare() string {
+	if tx.db.dialect == Postgres && !tx.readOnly {
+		return " FOR SHARE"
 	}
 	return ""
 }

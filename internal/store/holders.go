@@ -54,7 +54,7 @@ func (tx *Tx) holderKey(ctx context.Context, id claims.ID) (*seal.DEK, error) {
 		return k, nil
 	}
 	var wrapped []byte
-	err := tx.queryRow(ctx, `SELECT subject_key FROM policyholders WHERE id = ?`, id).Scan(&wrapped)
+	err := tx.queryRow(ctx, `SELECT subject_key FROM policyholders WHERE id = ?`+tx.forShare(), id).Scan(&wrapped)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, claims.Errorf(claims.NotFound, "Policyholder not found.")
 	}
