@@ -75,3 +75,7 @@ func (d *Date) UnmarshalText(b []byte) error {
 	*d = v
 	return nil
 }
+
+// DaysUntil returns the number of days from d to o (negative if o is
+// earlier).
+func (d Date) DaysUntil(o Date) int { return int(o.time().Sub(d.time()).Hours() / 24) }

@@ -3,6 +3,7 @@ package cli
 import (
 	"bufio"
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
@@ -127,11 +128,11 @@ func importCmd(ctx context.Context, env Env, args []string) error {
 }
 
 func auditCmd(ctx context.Context, env Env, args []string) error {
-	if len(args) == 0 || args[0] != "verify" {
-		fmt.Fprintln(env.Stderr, "usage: claims audit verify [--data-dir D]")
+	if len(args) == 0 || (args[0] != "verify" && args[0] != "checkpoint") {
+		fmt.Fprintln(env.Stderr, "usage: claims audit verify|checkpoint [--data-dir D]")
 		return errUsage
 	}
-	f := newFlags("audit verify", env)
+	f := newFlags("audit "+args[0], env)
 	if err := f.parse(env, args[1:]); err != nil {
 		return err
 	}
@@ -144,7 +145,19 @@ func auditCmd(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	defer a.Close()
-	n, err := a.db.VerifyAudit(ctx)
+	key, err := auditKey(cfg)
+	if err != nil {
+		return err
+	}
+	if args[0] == "checkpoint" {
+		c, err := a.flow.Checkpoint(ctx, key, "a1")
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(env.Stdout, "audit checkpoint signed at %d entries\n", c.Seq)
+		return nil
+	}
+	n, err := a.db.VerifyAuditSigned(ctx, key.Public().(ed25519.PublicKey))
 	var p *audit.Problem
 	if errors.As(err, &p) {
 		return fmt.Errorf("audit log TAMPERED: %v (%d entries verified before it)", p, n)

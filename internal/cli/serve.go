@@ -133,6 +133,7 @@ func serve(ctx context.Context, env Env, args []string) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ServeTLS(ln, "", "") }()
+	go checkpointLoop(ctx, a, 10*time.Minute)
 	select {
 	case err := <-errc:
 		return err

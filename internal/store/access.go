@@ -237,3 +237,69 @@ func (tx *Tx) Users(ctx context.Context, limit int) ([]claims.User, error) {
 	}
 	return out, nil
 }
+
+// PseudonymKey is the key of training-data pseudonyms, derived from the
+// index key (never a KEK) so pseudonyms survive KEK rotation.
+func (db *DB) PseudonymKey() []byte { return db.index.Index("pseudonym.key", []byte("v1")) }
+
+// ClaimsPlain lists claims with only their plain columns (no sealed text is
+// opened): amounts, dates, statuses, categories, flags and non-personal
+// attributes, plus the policy's product line as attribute "product_line".
+func (tx *Tx) ClaimsPlain(ctx context.Context, f ClaimFilter) ([]claims.Claim, error) {
+	q := `SELECT c.id, c.holder_id, c.type, c.incident_date, c.reported_date, c.currency, c.total, c.payable, c.status,
+		c.flags, c.attributes, c.created_at, p.product_line FROM claims c JOIN policies p ON p.id = c.policy_id WHERE 1=1`
+	var args []any
+	if !f.After.IsZero() {
+		q += ` AND (c.created_at < ? OR (c.created_at = ? AND c.id < ?))`
+		args = append(args, f.After.At, f.After.At, f.After.ID)
+	}
+	q += ` ORDER BY c.created_at DESC, c.id DESC LIMIT ?`
+	args = append(args, limitOr(f.Limit))
+	rows, err := tx.query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list plain claims: %w", err)
+	}
+	var out []claims.Claim
+	for rows.Next() {
+		var (
+			c                             claims.Claim
+			inc, rep, cur, flags, att, pl string
+			total, payable, cr            int64
+		)
+		if err := rows.Scan(&c.ID, &c.HolderID, &c.Type, &inc, &rep, &cur, &total, &payable, &c.Status, &flags, &att, &cr, &pl); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		c.IncidentDate, _ = claims.ParseDate(inc)
+		c.ReportedDate, _ = claims.ParseDate(rep)
+		c.Total, c.Payable = claims.Money{Minor: total, Currency: cur}, claims.Money{Minor: payable, Currency: cur}
+		c.Flags, c.CreatedAt = parseFlags(flags), fromMicros(cr)
+		c.Attributes = map[string]string{"product_line": pl}
+		for k, v := range parseAttrs(att) {
+			if k == "fraud_reported" || k == "fraud_found" {
+				c.Attributes[k] = v
+			}
+		}
+		out = append(out, c)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	for i := range out {
+		lrows, err := tx.query(ctx, `SELECT category FROM claim_lines WHERE claim_id = ? ORDER BY seq`, out[i].ID)
+		if err != nil {
+			return nil, err
+		}
+		for lrows.Next() {
+			var l claims.LineItem
+			if err := lrows.Scan(&l.Category); err != nil {
+				lrows.Close()
+				return nil, err
+			}
+			out[i].Lines = append(out[i].Lines, l)
+		}
+		lrows.Close()
+	}
+	return out, nil
+}

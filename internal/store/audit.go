@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"database/sql"
 	"encoding/json"
 	"errors"
@@ -134,6 +135,29 @@ func (tx *Tx) AuditEntries(ctx context.Context, f AuditFilter) ([]claims.AuditEn
 // row. It returns the number of entries checked, or an *audit.Problem at the
 // first break.
 func (db *DB) VerifyAudit(ctx context.Context) (int64, error) {
+	return db.VerifyAuditSigned(ctx, nil)
+}
+
+// VerifyAuditSigned is VerifyAudit that also checks every signed checkpoint
+// against pub: each must be validly signed and match the recomputed chain
+// at its length, and the chain must reach the last one.
+func (db *DB) VerifyAuditSigned(ctx context.Context, pub ed25519.PublicKey) (int64, error) {
+	var cps []Checkpoint
+	if pub != nil {
+		var err error
+		if cps, err = db.Checkpoints(ctx); err != nil {
+			return 0, err
+		}
+		for _, c := range cps {
+			if !audit.VerifyCheckpoint(pub, c.Seq, c.HeadHash, c.At, c.Signature) {
+				return 0, &audit.Problem{Seq: c.Seq, Reason: "checkpoint signature invalid (checkpoint forged or altered)"}
+			}
+		}
+	}
+	want := map[int64][]byte{}
+	for _, c := range cps {
+		want[c.Seq] = c.HeadHash
+	}
 	v := audit.NewVerifier()
 	var after int64
 	for {
@@ -151,6 +175,9 @@ func (db *DB) VerifyAudit(ctx context.Context) (int64, error) {
 				return v.Count, err
 			}
 			after = e.Seq
+			if h, ok := want[e.Seq]; ok && !bytes.Equal(h, e.Hash) {
+				return v.Count, &audit.Problem{Seq: e.Seq, Reason: "chain differs from the signed checkpoint at this entry (history rewritten)"}
+			}
 		}
 		if len(page) < 1000 {
 			break
@@ -169,6 +196,9 @@ func (db *DB) VerifyAudit(ctx context.Context) (int64, error) {
 	}
 	if err != nil {
 		return v.Count, err
+	}
+	if n := len(cps); n > 0 && cps[n-1].Seq > after {
+		return v.Count, &audit.Problem{Seq: after + 1, Reason: fmt.Sprintf("chain ends at %d but a signed checkpoint covers %d entries (entries deleted from the end)", after, cps[n-1].Seq)}
 	}
 	if seq != after || !bytes.Equal(head, v.Head()) {
 		return v.Count, &audit.Problem{Seq: after + 1, Reason: fmt.Sprintf("chain ends at %d but the head says %d (entries deleted from the end)", after, seq)}

@@ -355,15 +355,20 @@ func (s *Service) Appeal(ctx context.Context, p claims.Principal, id claims.ID, 
 // claim, being its assignee.
 func (s *Service) staff(ctx context.Context, p claims.Principal, id claims.ID, ifMatch int64, perm access.Permission, action string, needAssignee bool,
 	fn func(tx *store.Tx, c *claims.Claim) (*claims.Transition, map[string]string, error)) (claims.Claim, error) {
-	if err := access.Require(p, perm); err != nil {
+	g, err := access.Check(p, perm)
+	if err != nil {
 		if claims.KindOf(err) == claims.Forbidden {
 			s.recordDenied(ctx, p, action, id, err)
 		}
 		return claims.Claim{}, err
 	}
+	ctx = withVia(ctx, g.Via)
 	c, err := s.change(ctx, p, id, ifMatch, action, func(tx *store.Tx, c *claims.Claim) (*claims.Transition, map[string]string, error) {
 		if access.IsOwnClaim(p, *c) {
 			return nil, nil, claims.Errorf(claims.Forbidden, "You cannot handle a claim on your own policy.")
+		}
+		if g.MaxAmount > 0 && c.Total.Minor > g.MaxAmount {
+			return nil, nil, claims.Errorf(claims.Forbidden, "Your delegation covers claims up to %s only.", claims.Money{Minor: g.MaxAmount, Currency: c.Total.Currency}.Decimal())
 		}
 		if needAssignee && c.AssigneeID != p.UserID {
 			return nil, nil, claims.Errorf(claims.Forbidden, "Only the claim's assignee can do this; assign it to yourself first.")
@@ -517,6 +522,9 @@ func (s *Service) Pay(ctx context.Context, p claims.Principal, id claims.ID, ifM
 			if err := s.StepUp(p); err != nil {
 				return nil, nil, err
 			}
+		}
+		if c.Payable.Minor > authority(p) {
+			return nil, nil, claims.Errorf(claims.Forbidden, "Paying %s is above your authority; a processor with a higher limit must pay it.", c.Payable)
 		}
 		t, err := c.MoveTo(claims.StatusPaid, p.UserID, reference, tx.Now())
 		if err != nil {
@@ -693,4 +701,50 @@ func authority(p claims.Principal) int64 {
 		return access.DefaultAuthority(p.Role)
 	}
 	return p.AuthorityLimit
+}
+
+// ApproveDecision confirms a decision that waited for a second person: the
+// approver needs claims.decide with enough authority, must not be the
+// proposer, and the period limit is checked again (other claims may have
+// been paid since the decision was proposed).
+func (s *Service) ApproveDecision(ctx context.Context, p claims.Principal, id claims.ID, ifMatch int64) (claims.Claim, error) {
+	return s.staff(ctx, p, id, ifMatch, access.ClaimsDecide, "claim.decision_approved", false, func(tx *store.Tx, c *claims.Claim) (*claims.Transition, map[string]string, error) {
+		if c.Status != claims.StatusPendingApproval {
+			return nil, nil, claims.Errorf(claims.Conflict, "Claim %s has no decision waiting for approval.", c.Number)
+		}
+		if c.Payable.Minor > authority(p) {
+			return nil, nil, claims.Errorf(claims.Forbidden, "Approving %s is above your authority too.", c.Payable)
+		}
+		pol, err := tx.PolicyForUpdate(ctx, c.PolicyID)
+		if err != nil {
+			return nil, nil, err
+		}
+		used, err := tx.PeriodUsage(ctx, pol, c.ID)
+		if err != nil {
+			return nil, nil, err
+		}
+		if used.Paid.Minor+c.Payable.Minor > pol.CoverageLimit.Minor {
+			return nil, nil, claims.Errorf(claims.Conflict, "The policy's limit has been used since this decision was proposed; return it for a new decision.")
+		}
+		proposer := c.ProposedBy
+		t, err := c.ApproveDecision(p.UserID, tx.Now())
+		if err != nil {
+			return nil, nil, err
+		}
+		return &t, map[string]string{"payable": c.Payable.String(), "proposed_by": string(proposer)}, nil
+	})
+}
+
+// ReturnDecision sends a pending decision back to review.
+func (s *Service) ReturnDecision(ctx context.Context, p claims.Principal, id claims.ID, ifMatch int64, reason string) (claims.Claim, error) {
+	if err := checkReason("reason", reason, true); err != nil {
+		return claims.Claim{}, err
+	}
+	return s.staff(ctx, p, id, ifMatch, access.ClaimsDecide, "claim.decision_returned", false, func(tx *store.Tx, c *claims.Claim) (*claims.Transition, map[string]string, error) {
+		if c.ProposedBy == p.UserID {
+			return nil, nil, claims.Errorf(claims.Forbidden, "Another processor must review your proposed decision.")
+		}
+		t, err := c.ReturnDecision(p.UserID, reason, tx.Now())
+		return &t, nil, err
+	})
 }

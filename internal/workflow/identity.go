@@ -708,9 +708,6 @@ func (s *Service) SetRole(ctx context.Context, p claims.Principal, target claims
 	if err := access.Require(p, access.RolesAssign); err != nil {
 		return err
 	}
-	if !claims.ValidRole(role) {
-		return claims.InvalidField("role", "enum", "role must be one of the built-in roles.")
-	}
 	if err := s.StepUp(p); err != nil {
 		return err
 	}
@@ -718,6 +715,10 @@ func (s *Service) SetRole(ctx context.Context, p claims.Principal, target claims
 		return claims.Errorf(claims.NotFound, "User not found.")
 	}
 	return s.db.InTx(ctx, func(tx *store.Tx) error {
+		newBase, err := baseRole(ctx, tx, role)
+		if err != nil {
+			return claims.InvalidField("role", "enum", "role must be a built-in or custom role.")
+		}
 		u, err := tx.User(ctx, target)
 		if err != nil {
 			return err
@@ -725,7 +726,11 @@ func (s *Service) SetRole(ctx context.Context, p claims.Principal, target claims
 		if target == p.UserID {
 			return claims.Errorf(claims.Forbidden, "You cannot change your own role.")
 		}
-		if !access.Outranks(p.Role, u.Role) || !access.Outranks(p.Role, role) {
+		oldBase, err := baseRole(ctx, tx, u.Role)
+		if err != nil {
+			return err
+		}
+		if !access.Outranks(p.Role, oldBase) || !access.Outranks(p.Role, newBase) {
 			return claims.Errorf(claims.Forbidden, "You can only grant roles below your own, to accounts below your own.")
 		}
 		if u.Role == claims.RoleSuperAdmin && role != claims.RoleSuperAdmin {
@@ -737,7 +742,7 @@ func (s *Service) SetRole(ctx context.Context, p claims.Principal, target claims
 				return claims.Errorf(claims.Conflict, "The last super admin cannot be demoted.")
 			}
 		}
-		if u.Role == claims.RoleCustomer && role != claims.RoleCustomer && u.HolderID != "" {
+		if oldBase == claims.RoleCustomer && newBase != claims.RoleCustomer && u.HolderID != "" {
 			// Staff act on claims; a customer account with policies can't
 			// become staff (separation of duties is simpler kept apart).
 			return claims.Errorf(claims.Conflict, "A customer account with policies can't become staff; create a separate staff account.")

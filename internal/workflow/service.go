@@ -120,13 +120,25 @@ func MetaFrom(ctx context.Context) Meta {
 	return m
 }
 
-// audit appends an audit entry in tx, filling in request metadata.
+// audit appends an audit entry in tx, filling in request metadata and, when
+// the actor acts under a delegation, the delegator.
 func audit(ctx context.Context, tx *store.Tx, actor claims.ID, action, objType, objID, outcome string, details map[string]string) error {
 	m := MetaFrom(ctx)
+	via, _ := ctx.Value(viaKey{}).(claims.ID)
 	return tx.AppendAudit(ctx, claims.AuditEntry{
-		ActorID: actor, Action: action, ObjectType: objType, ObjectID: objID, Outcome: outcome,
+		ActorID: actor, OnBehalfOf: via, Action: action, ObjectType: objType, ObjectID: objID, Outcome: outcome,
 		IP: m.IP, RequestID: m.RequestID, Details: details,
 	})
+}
+
+type viaKey struct{}
+
+// withVia marks ctx as acting under a delegation from via ("" = directly).
+func withVia(ctx context.Context, via claims.ID) context.Context {
+	if via == "" {
+		return ctx
+	}
+	return context.WithValue(ctx, viaKey{}, via)
 }
 
 // RequestHash fingerprints a request body for idempotency checks.

@@ -104,6 +104,19 @@ func (h *Handler) Register(mux *http.ServeMux) {
 
 	private("GET", "/api/v1/audit", h.auditTrail)
 
+	private("POST", "/api/v1/claims/{id}/approve-decision", h.approveDecision)
+	private("POST", "/api/v1/claims/{id}/return-decision", h.returnDecision)
+	private("GET", "/api/v1/delegations", h.listDelegations)
+	private("POST", "/api/v1/delegations", h.createDelegation)
+	private("DELETE", "/api/v1/delegations/{id}", h.revokeDelegation)
+	private("GET", "/api/v1/roles", h.listRoles)
+	private("PUT", "/api/v1/roles/{name}", h.putRole)
+	private("GET", "/api/v1/users", h.listUsers)
+	private("POST", "/api/v1/users", h.inviteUser)
+	private("PUT", "/api/v1/users/{id}/authority-limit", h.setAuthority)
+	private("GET", "/api/v1/me/access-log", h.accessLog)
+	private("GET", "/api/v1/training/claims", h.trainingClaims)
+
 	// Anything else under /api answers with a problem, not the mux's text;
 	// an unknown version points at the supported one.
 	mux.Handle("/api/", web.Handle(h.log, func(w http.ResponseWriter, r *http.Request) error {

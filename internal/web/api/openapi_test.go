@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -66,4 +67,26 @@ func TestOpenAPICoversRoutes(t *testing.T) {
 		}
 	}
 	walk(back)
+}
+
+// TestOpenAPIPathParameters: every {param} in a path is declared.
+func TestOpenAPIPathParameters(t *testing.T) {
+	h := New(nil, slog.New(slog.DiscardHandler), nil, nil)
+	h.Register(http.NewServeMux())
+	for path, item := range h.Document()["paths"].(map[string]map[string]any) {
+		for _, op := range item {
+			declared := map[string]bool{}
+			params, _ := op.(map[string]any)["parameters"].([]any)
+			for _, p := range params {
+				if m := p.(map[string]any); m["in"] == "path" {
+					declared[m["name"].(string)] = true
+				}
+			}
+			for _, seg := range strings.Split(path, "/") {
+				if strings.HasPrefix(seg, "{") && !declared[strings.Trim(seg, "{}")] {
+					t.Errorf("%s: path parameter %s not declared", path, seg)
+				}
+			}
+		}
+	}
 }
