@@ -95,7 +95,11 @@ func serve(ctx context.Context, env Env, args []string) error {
 		if err != nil {
 			return err
 		}
-		if applied != known {
+		// A node is ready once the schema has at least the migrations it
+		// knows. A newer node may have applied more during a rolling
+		// upgrade: migrations are additive (docs/deployment.md), so older
+		// nodes keep serving rather than all dropping out at once.
+		if applied < known {
 			return fmt.Errorf("schema at %d of %d migrations", applied, known)
 		}
 		return nil
