@@ -37,6 +37,7 @@ var commands = []command{
 	{"audit", "check the audit log: audit verify", auditCmd},
 	{"keys", "manage keys: keys rotate-signing", keys},
 	{"outbox", "print queued mail (password resets) when no SMTP server is configured", outbox},
+	{"doctor", "check keys, database, scanner, certificate and audit log", doctor},
 	{"config", "print the effective configuration, secrets redacted", printConfig},
 	{"version", "print the version", version},
 }
