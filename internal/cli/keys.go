@@ -53,8 +53,11 @@ func loadTokens(cfg config.Config, now time.Time) (*auth.Tokens, error) {
 // keys manages key material. Encryption key commands come with data
 // protection; this one rotates the token signing key.
 func keys(ctx context.Context, env Env, args []string) error {
+	if ok, err := encryptionKeyCommand(ctx, env, args); ok { // keyring.go
+		return err
+	}
 	if len(args) == 0 || args[0] != "rotate-signing" {
-		fmt.Fprintln(env.Stderr, "usage: claims keys rotate-signing [--data-dir D]")
+		fmt.Fprintln(env.Stderr, keysUsage)
 		return errUsage
 	}
 	f := newFlags("keys rotate-signing", env)

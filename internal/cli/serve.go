@@ -132,6 +132,9 @@ func serve(ctx context.Context, env Env, args []string) error {
 	workerCtx, stopWorker := context.WithCancel(ctx)
 	waitWorker := startDocumentWorker(workerCtx, a)
 	defer func() { stopWorker(); waitWorker() }()
+	backupCtx, stopBackups := context.WithCancel(ctx)
+	waitBackups := startBackupLoop(backupCtx, cfg, a.db, a.log) // backup.go
+	defer func() { stopBackups(); waitBackups() }()
 	if env.Ready != nil {
 		env.Ready(ln.Addr().String())
 	}

@@ -40,13 +40,26 @@ type Config struct {
 	MaxClaimDocuments int      // CLAIMS_MAX_CLAIM_DOCUMENTS, default 20
 	MaxClaimBytes     int64    // CLAIMS_MAX_CLAIM_BYTES, default 200 MiB
 	ScanBlocklist     []string // CLAIMS_SCAN_BLOCKLIST: comma-separated hex SHA-256 (development scanner)
+
+	// Data protection (docs/data-protection.md).
+	KEKs             string        // CLAIMS_KEKS(_FILE): "kek:<id>:<key>,..." (first = primary); overrides the KEK files
+	VaultAddr        string        // CLAIMS_KMS_VAULT_ADDR: Vault/OpenBao transit protects the KEKs when set
+	VaultTokenFile   string        // CLAIMS_KMS_VAULT_TOKEN_FILE
+	VaultKey         string        // CLAIMS_KMS_VAULT_KEY: transit key name, default "claims"
+	VaultMount       string        // CLAIMS_KMS_VAULT_MOUNT: transit mount path, default "transit"
+	BackupDir        string        // CLAIMS_BACKUP_DIR: where scheduled backups go
+	BackupRecipients []string      // CLAIMS_BACKUP_RECIPIENTS (comma-separated age public keys) or CLAIMS_BACKUP_RECIPIENTS_FILE
+	BackupInterval   time.Duration // CLAIMS_BACKUP_INTERVAL: 0 = no scheduled backups
+	BackupKeep       int           // CLAIMS_BACKUP_KEEP: scheduled backups kept, default 7
+	RetentionYears   int           // CLAIMS_RETENTION_YEARS: financial records kept (pseudonymised) after erasure, default 10
 }
 
 // Default returns the embedded-default configuration.
 func Default() Config {
 	return Config{DataDir: "data", Addr: "127.0.0.1:8443", BcryptCost: 12, LogLevel: "info", LogFormat: "text",
 		ShutdownGrace:  20 * time.Second,
-		MaxUploadBytes: 25 << 20, MaxClaimDocuments: 20, MaxClaimBytes: 200 << 20}
+		MaxUploadBytes: 25 << 20, MaxClaimDocuments: 20, MaxClaimBytes: 200 << 20,
+		VaultKey: "claims", VaultMount: "transit", BackupKeep: 7, RetentionYears: 10}
 }
 
 // Load returns Default overridden by the environment.
@@ -137,6 +150,7 @@ func Load(getenv func(string) string) (Config, error) {
 	if c.DatabaseURL, err = secret(getenv, "CLAIMS_DATABASE_URL"); err != nil {
 		errs = append(errs, err)
 	}
+	errs = append(errs, loadDataProtection(getenv, &c)...)
 	return c, errors.Join(errs...)
 }
 
@@ -227,4 +241,61 @@ func secret(getenv func(string) string, key string) (string, error) {
 		return strings.TrimSpace(string(b)), nil
 	}
 	return v, nil
+}
+
+// loadDataProtection reads the key-source, backup and retention settings.
+func loadDataProtection(getenv func(string) string, c *Config) []error {
+	var errs []error
+	var err error
+	if c.KEKs, err = secret(getenv, "CLAIMS_KEKS"); err != nil {
+		errs = append(errs, err)
+	}
+	for key, dst := range map[string]*string{"CLAIMS_KMS_VAULT_ADDR": &c.VaultAddr, "CLAIMS_KMS_VAULT_TOKEN_FILE": &c.VaultTokenFile,
+		"CLAIMS_KMS_VAULT_KEY": &c.VaultKey, "CLAIMS_KMS_VAULT_MOUNT": &c.VaultMount, "CLAIMS_BACKUP_DIR": &c.BackupDir} {
+		if v := getenv(key); v != "" {
+			*dst = v
+		}
+	}
+	recips, file := getenv("CLAIMS_BACKUP_RECIPIENTS"), getenv("CLAIMS_BACKUP_RECIPIENTS_FILE")
+	if recips != "" && file != "" {
+		errs = append(errs, errors.New("set CLAIMS_BACKUP_RECIPIENTS or CLAIMS_BACKUP_RECIPIENTS_FILE, not both"))
+	}
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("CLAIMS_BACKUP_RECIPIENTS_FILE: %w", err))
+		}
+		recips = strings.ReplaceAll(string(b), "\n", ",")
+	}
+	for _, r := range strings.Split(recips, ",") {
+		if r = strings.TrimSpace(r); r != "" && !strings.HasPrefix(r, "#") {
+			c.BackupRecipients = append(c.BackupRecipients, r)
+		}
+	}
+	if v := getenv("CLAIMS_BACKUP_INTERVAL"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			errs = append(errs, fmt.Errorf("CLAIMS_BACKUP_INTERVAL: want a duration such as 24h"))
+		}
+		c.BackupInterval = d
+	}
+	for key, dst := range map[string]*int{"CLAIMS_BACKUP_KEEP": &c.BackupKeep, "CLAIMS_RETENTION_YEARS": &c.RetentionYears} {
+		if v := getenv(key); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				errs = append(errs, fmt.Errorf("%s: want a positive integer", key))
+			}
+			*dst = n
+		}
+	}
+	if c.BackupInterval > 0 && (c.BackupDir == "" || len(c.BackupRecipients) == 0) {
+		errs = append(errs, errors.New("CLAIMS_BACKUP_INTERVAL needs CLAIMS_BACKUP_DIR and CLAIMS_BACKUP_RECIPIENTS (or _FILE)"))
+	}
+	if c.VaultAddr != "" && c.VaultTokenFile == "" {
+		errs = append(errs, errors.New("CLAIMS_KMS_VAULT_ADDR needs CLAIMS_KMS_VAULT_TOKEN_FILE"))
+	}
+	if c.VaultAddr != "" && c.KEKs != "" {
+		errs = append(errs, errors.New("set CLAIMS_KEKS or CLAIMS_KMS_VAULT_ADDR, not both"))
+	}
+	return errs
 }

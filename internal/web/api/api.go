@@ -104,6 +104,12 @@ func (h *Handler) Register(mux *http.ServeMux) {
 
 	private("GET", "/api/v1/audit", h.auditTrail)
 
+	// Data subject rights (privacy.go).
+	private("GET", "/api/v1/me/export", h.exportMe)
+	private("POST", "/api/v1/me/erasure-request", h.requestErasure)
+	private("GET", "/api/v1/erasure-requests", h.listErasureRequests)
+	private("POST", "/api/v1/erasure-requests/{id}/approve", h.approveErasure)
+
 	private("POST", "/api/v1/claims/{id}/approve-decision", h.approveDecision)
 	private("POST", "/api/v1/claims/{id}/return-decision", h.returnDecision)
 	private("GET", "/api/v1/delegations", h.listDelegations)

@@ -74,6 +74,12 @@ var operations = map[string]op{
 	"GET /api/v1/me/access-log":                 {summary: "Who (by role) accessed the caller's claims, and why.", response: "AccessList", status: "200"},
 	"GET /api/v1/training/claims":               {summary: "Pseudonymized claims for model work (training_data.export): no personal data.", response: "TrainingList", status: "200", params: []string{"cursor", "limit"}},
 
+	// Data subject rights (docs/data-protection.md).
+	"GET /api/v1/me/export":                      {summary: "Everything held about the signed-in customer as JSON (account, personal data, policies, claims with lines, decisions and history, document metadata, sessions, and the access history of their data). Audited as subject.exported.", response: "SubjectExport", status: "200"},
+	"POST /api/v1/me/erasure-request":            {summary: "Ask for erasure of the signed-in customer's personal data; an administrator approves it. 409 if one is pending.", response: "ErasureRequest", status: "202"},
+	"GET /api/v1/erasure-requests":               {summary: "Erasure requests (users.manage).", response: "ErasureRequestList", status: "200", params: []string{"status"}},
+	"POST /api/v1/erasure-requests/{id}/approve": {summary: "Carry out an erasure: the subject key is destroyed, the account disabled and its sessions ended; amounts, decisions and the audit chain remain. Needs step-up (users.manage).", response: "ErasureRequest", status: "200"},
+
 	// Claim documents (docs/documents.md).
 	"POST /api/v1/claims/{id}/documents":                {summary: "Upload a document (multipart/form-data, the file in the part named file). PDF, JPEG, PNG, WebP, TIFF or plain text, decided from the bytes; images are re-encoded. Answers with status pending_scan; 413 over a size limit, 415 for other types, 409 for a duplicate or a full claim.", response: "Document", status: "201"},
 	"GET /api/v1/claims/{id}/documents":                 {summary: "The claim's documents with their scan status.", response: "DocumentList", status: "200"},
@@ -179,7 +185,12 @@ var schemas = map[string]any{
 	"Document": obj(map[string]any{"id": str, "claimId": str, "filename": str, "contentType": str, "size": integer,
 		"sha256": str, "status": map[string]any{"enum": []string{"pending_scan", "clean", "quarantined"}},
 		"scanSignature": str, "uploadedBy": str, "createdAt": stamp_, "scannedAt": stamp_, "contentUrl": str}),
-	"DocumentList":   list("Document"),
+	"DocumentList": list("Document"),
+	"ErasureRequest": obj(map[string]any{"id": str, "status": map[string]any{"enum": []string{"pending", "approved"}}, "holderId": str,
+		"userId": str, "requestedAt": stamp_, "decidedBy": str, "decidedAt": stamp_}),
+	"ErasureRequestList": list("ErasureRequest"),
+	"SubjectExport": map[string]any{"type": "object", "description": "format claims-subject-export/1: account, policyholder, policies, claims (lines, decision, history, documents), sessions, accessHistory.",
+		"required": []string{"format", "generatedAt", "policyholder", "policies", "claims", "accessHistory"}},
 	"DocumentUpload": obj(map[string]any{"file": map[string]any{"type": "string", "contentMediaType": "application/octet-stream"}}, "file"),
 }
 
