@@ -221,4 +221,6 @@ func Prune(dir string, keep int) (int, error) {
 }
 
 // FileName is the name of a scheduled backup made at t.
-func FileName(t time.Time) string { return "claims-" + t.UTC().Format("20060102T150405.000000Z") + ".age" }
+func FileName(t time.Time) string {
+	return "claims-" + t.UTC().Format("20060102T150405.000000Z") + ".age"
+}

@@ -250,13 +250,19 @@ func backupRestore(ctx context.Context, env Env, args []string) error {
 
 // startBackupLoop runs scheduled backups every cfg.BackupInterval, keeping
 // cfg.BackupKeep files, and keeps the erasure register copy in the keys dir
-// current (every minute). It returns a function that waits for it to stop.
+// current (every few seconds). It returns a function that waits for it to stop.
+// registerSyncEvery is how often serve copies the erasure register.
+const registerSyncEvery = 3 * time.Second
+
 func startBackupLoop(ctx context.Context, cfg config.Config, db *store.DB, log *slog.Logger) func() {
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		reg := time.NewTicker(time.Minute)
+		// The erasure register is copied to the keys dir within seconds of an
+		// erasure on any node (the database is shared), so it outlives any
+		// restore of an older backup.
+		reg := time.NewTicker(registerSyncEvery)
 		defer reg.Stop()
 		var bk <-chan time.Time
 		if cfg.BackupInterval > 0 {

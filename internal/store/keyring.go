@@ -75,6 +75,9 @@ var subjectColumns = []subjectColumn{
 		query: `SELECT ` + castText("t.id") + `, t.claim_id || '@' || ` + castText("t.at") + ` || '@' || t.to_status, t.reason
 			FROM claim_transitions t JOIN claims c ON c.id = t.claim_id WHERE c.holder_id = ? AND t.reason IS NOT NULL`,
 		update: `UPDATE claim_transitions SET reason = ? WHERE id = ?`, intKey: true},
+	{name: "claim_messages.body", table: "claim_messages", column: "body",
+		query:  `SELECT id, id, body FROM claim_messages WHERE holder_id = ?`,
+		update: `UPDATE claim_messages SET body = ? WHERE id = ?`},
 	{name: "documents.filename", table: "documents", column: "filename",
 		query:  `SELECT id, id, filename FROM documents WHERE holder_id = ?`,
 		update: `UPDATE documents SET filename = ? WHERE id = ?`},
@@ -341,6 +344,17 @@ func (db *DB) Reencrypt(ctx context.Context, opt ReencryptOptions) (ReencryptRes
 	if err != nil {
 		return res, fmt.Errorf("start re-encryption: %w", err)
 	}
+	// Columns of tables this schema has (a table added by a later migration
+	// of another feature may not exist yet on an older database).
+	var cols []subjectColumn
+	for _, c := range subjectColumns {
+		if db.Read(ctx, func(tx *Tx) error {
+			_, err := tx.exec(ctx, `SELECT 1 FROM `+c.table+` WHERE 1 = 0`)
+			return err
+		}) == nil {
+			cols = append(cols, c)
+		}
+	}
 	var done int
 	err = db.Read(ctx, func(tx *Tx) error {
 		if err := tx.queryRow(ctx, `SELECT COUNT(*) FROM policyholders WHERE subject_key IS NOT NULL`).Scan(&res.Total); err != nil {
@@ -378,7 +392,7 @@ func (db *DB) Reencrypt(ctx context.Context, opt ReencryptOptions) (ReencryptRes
 			if err := ctx.Err(); err != nil {
 				return res, err
 			}
-			n, moved, err := db.reencryptHolder(ctx, claims.ID(id), res.Target)
+			n, moved, err := db.reencryptHolder(ctx, cols, claims.ID(id), res.Target)
 			if err != nil {
 				return res, err
 			}
@@ -416,7 +430,7 @@ func (db *DB) Reencrypt(ctx context.Context, opt ReencryptOptions) (ReencryptRes
 // transaction. The holder row is locked first (FOR UPDATE on PostgreSQL),
 // and writers take a share lock on it before sealing (holderKey), so no
 // value can be sealed under the old key after this commits.
-func (db *DB) reencryptHolder(ctx context.Context, id claims.ID, target int64) (values int, moved bool, err error) {
+func (db *DB) reencryptHolder(ctx context.Context, cols []subjectColumn, id claims.ID, target int64) (values int, moved bool, err error) {
 	err = db.InTx(ctx, func(tx *Tx) error {
 		values, moved = 0, false
 		var wrapped []byte
@@ -440,7 +454,7 @@ func (db *DB) reencryptHolder(ctx context.Context, id claims.ID, target int64) (
 		if err != nil {
 			return err
 		}
-		for _, c := range subjectColumns {
+		for _, c := range cols {
 			type row struct {
 				key, aadID string
 				v          []byte
