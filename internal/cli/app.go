@@ -61,9 +61,12 @@ func openApp(ctx context.Context, env Env, cfg config.Config, migrate bool) (*ap
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
-	var err error
-	if a.keys, err = seal.LoadOrCreate(cfg.KeysDir, cfg.AllowInsecureKeys); err != nil {
-		return nil, fmt.Errorf("keys in %s: %w", cfg.KeysDir, err)
+	src, err := keySource(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if a.keys, err = src.Load(ctx); err != nil {
+		return nil, fmt.Errorf("keys (%s): %w", src.Name(), err)
 	}
 	if cfg.AllowInsecureKeys {
 		if perr := seal.CheckPermissions(cfg.KeysDir); perr != nil {

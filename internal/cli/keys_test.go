@@ -3,6 +3,7 @@ package cli_test
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -40,4 +41,22 @@ func TestSigningKeyRotation(t *testing.T) {
 	s3 := startServer(t, env)
 	s3.expect(s3.do("GET", "/api/v1/me", old, nil), 401)
 	s3.expect(s3.do("GET", "/api/v1/me", fresh, nil), 200)
+}
+
+// TestServeWithEnvKEKs: the server takes its key-encryption keys from
+// CLAIMS_KEKS (the KMS-less production option) instead of key files.
+func TestServeWithEnvKEKs(t *testing.T) {
+	env := newEnv(t, store.SQLite)
+	kek := strings.TrimSpace(mustRun(t, env, "", "keys", "generate"))
+	if !strings.HasPrefix(kek, "kek:") {
+		t.Fatalf("keys generate printed %q", kek)
+	}
+	env["CLAIMS_KEKS"] = kek
+	s := startServer(t, env)
+	s.expect(s.do("POST", "/api/v1/auth/register", "", map[string]string{"email": "e@example.com", "password": pw}), 202)
+	s.login("e@example.com", pw)
+	matches, _ := filepath.Glob(filepath.Join(env["CLAIMS_DATA_DIR"], "keys", "kek-*.key"))
+	if len(matches) != 0 {
+		t.Errorf("key files written although CLAIMS_KEKS is set: %v", matches)
+	}
 }
