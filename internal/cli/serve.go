@@ -33,6 +33,8 @@ func serve(ctx context.Context, env Env, args []string) error {
 	cert := f.fs.String("tls-cert", "", "PEM certificate (env CLAIMS_TLS_CERT); default: self-signed in the data dir")
 	key := f.fs.String("tls-key", "", "PEM private key (env CLAIMS_TLS_KEY)")
 	clamd := f.fs.String("clamd-address", "", "clamd for virus scanning: unix:/path/clamd.sock or tcp:host:port (env CLAIMS_CLAMD_ADDRESS); default: the development scanner")
+	tlsMin := f.fs.String("tls-min", "", "lowest TLS version: 1.3 (default) or 1.2, AEAD suites only (env CLAIMS_TLS_MIN)")
+	redirectAddr := f.fs.String("http-redirect-addr", "", "also listen for plain HTTP here, answering only with redirects to HTTPS (env CLAIMS_HTTP_REDIRECT_ADDR)")
 	if err := f.parse(env, args); err != nil {
 		return err
 	}
@@ -54,6 +56,12 @@ func serve(ctx context.Context, env Env, args []string) error {
 	}
 	if *clamd != "" {
 		cfg.ClamdAddress = *clamd
+	}
+	if *tlsMin != "" {
+		cfg.TLSMin = *tlsMin
+	}
+	if *redirectAddr != "" {
+		cfg.HTTPRedirectAddr = *redirectAddr
 	}
 	if err := cfg.Validate(); err != nil {
 		return err
@@ -105,30 +113,57 @@ func serve(ctx context.Context, env Env, args []string) error {
 		return nil
 	})
 	h.Register(mux)
+	edge, err := newEdge(cfg, a, h) // edge.go
+	if err != nil {
+		return err
+	}
+	// The per-address rate limit runs once the client address is known and
+	// before anything costly; the per-user one inside api, once the token
+	// is verified (docs/edge.md).
 	handler := web.Chain(mux,
 		web.RequestIDs, proxies.Middleware, web.AccessLog(a.log), web.Recover(a.log), web.SecurityHeaders,
-		http.NewCrossOriginProtection().Handler, api.Meta)
+		edge.cors.Middleware, edge.cop.Handler, edge.guard.Middleware, api.Meta)
 
 	srv := &http.Server{
-		Handler: handler,
-		TLSConfig: &tls.Config{
-			MinVersion:   tls.VersionTLS13,
-			Certificates: []tls.Certificate{pair},
-		},
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       2 * time.Minute, // uploads of a few dozen MB on a slow link
-		WriteTimeout:      2 * time.Minute,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
+		Handler:   handler,
+		TLSConfig: tlsConfig(cfg.TLSMin, pair),
+		// Slow clients: the header deadline also bounds the TLS handshake;
+		// ReadTimeout covers the body (uploads of a few dozen MB on a slow
+		// link); all configurable (docs/edge.md).
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadTimeout:       cfg.ReadTimeout,
+		WriteTimeout:      cfg.WriteTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		ErrorLog:          nil,
 	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(env.Stdout, "claims %s listening on https://%s (TLS 1.3)\n  data: %s (%s)\n  certificate SHA-256 fingerprint: %s\n  SPKI pin (sha256/base64): %s\n",
+	fmt.Fprintf(env.Stdout, "claims %s listening on https://%s ("+tlsLabel(cfg.TLSMin)+")\n  data: %s (%s)\n  certificate SHA-256 fingerprint: %s\n  SPKI pin (sha256/base64): %s\n",
 		Version, ln.Addr(), cfg.DataDir, a.db.Dialect(), colonHex(fp[:]), base64.StdEncoding.EncodeToString(spki[:]))
 	fmt.Fprintf(env.Stdout, "  document scanner: %s\n", a.scannerBanner())
+	if cfg.TLSMin == "1.2" {
+		fmt.Fprintln(env.Stdout, "  WARNING: TLS 1.2 is allowed (--tls-min 1.2); only ECDHE with AEAD suites, but prefer TLS 1.3 only")
+	}
+	fmt.Fprintf(env.Stdout, "  rate limits: %s; CORS: %s\n", edge.name, edge.corsBanner())
+	if edge.sweep != nil {
+		sweepCtx, stopSweep := context.WithCancel(ctx)
+		defer stopSweep()
+		go edge.sweep(sweepCtx)
+	}
+	if cfg.HTTPRedirectAddr != "" {
+		_, httpsPort, _ := net.SplitHostPort(ln.Addr().String())
+		rln, err := net.Listen("tcp", cfg.HTTPRedirectAddr)
+		if err != nil {
+			return fmt.Errorf("http redirect listener: %w", err)
+		}
+		rsrv := redirectServer(httpsPort) // edge.go
+		go rsrv.Serve(rln)
+		defer rsrv.Close()
+		fmt.Fprintf(env.Stdout, "  plain HTTP on %s redirects to HTTPS\n", rln.Addr())
+	}
 	workerCtx, stopWorker := context.WithCancel(ctx)
 	waitWorker := startDocumentWorker(workerCtx, a)
 	defer func() { stopWorker(); waitWorker() }()

@@ -34,6 +34,18 @@ type Config struct {
 	LoginLockFor      time.Duration // CLAIMS_LOGIN_LOCK_FOR, default 15m
 	LoginIPDelayAfter int           // CLAIMS_LOGIN_IP_DELAY_AFTER: failures from one address before delays, default 20
 
+	// API edge (docs/edge.md).
+	RateLimits        map[string]string // CLAIMS_RATE_{AUTH,UPLOAD,READ,WRITE}_{IP,USER}: "N/duration" or "off" (keys "auth_ip", ...); unset = ratelimit.Defaults; CLAIMS_RATE_LIMITS=off turns the unset ones off
+	RateBackend       string            // CLAIMS_RATE_BACKEND: auto (database on PostgreSQL, memory on SQLite), memory or database
+	CORSOrigins       []string          // CLAIMS_CORS_ORIGINS: comma-separated exact origins; empty = CORS off
+	TLSMin            string            // CLAIMS_TLS_MIN: "1.3" (default) or "1.2"
+	HTTPRedirectAddr  string            // CLAIMS_HTTP_REDIRECT_ADDR: a plain-HTTP listener that only redirects to HTTPS
+	ReadHeaderTimeout time.Duration     // CLAIMS_READ_HEADER_TIMEOUT, default 10s (bounds the TLS handshake and the headers)
+	ReadTimeout       time.Duration     // CLAIMS_READ_TIMEOUT, default 2m (the whole request, body included)
+	WriteTimeout      time.Duration     // CLAIMS_WRITE_TIMEOUT, default 2m
+	IdleTimeout       time.Duration     // CLAIMS_IDLE_TIMEOUT, default 2m (keep-alive between requests)
+	MaxHeaderBytes    int               // CLAIMS_MAX_HEADER_BYTES, default 64 KiB
+
 	// Claim documents (docs/documents.md).
 	ClamdAddress      string   // CLAIMS_CLAMD_ADDRESS: "unix:/path/clamd.sock" or "tcp:host:port"; empty = development scanner
 	MaxUploadBytes    int64    // CLAIMS_MAX_UPLOAD_BYTES, per file, default 25 MiB
@@ -146,6 +158,7 @@ func Load(getenv func(string) string) (Config, error) {
 		}
 		c.LoginLockFor = d
 	}
+	errs = append(errs, loadEdge(getenv, &c)...)
 	var err error
 	if c.DatabaseURL, err = secret(getenv, "CLAIMS_DATABASE_URL"); err != nil {
 		errs = append(errs, err)
@@ -188,7 +201,92 @@ func (c *Config) Validate() error {
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("log format %q: want text or json", c.LogFormat))
 	}
+	errs = append(errs, c.validateEdge()...)
 	return errors.Join(errs...)
+}
+
+// loadEdge reads the API edge settings: rate limits, CORS, TLS, timeouts.
+func loadEdge(getenv func(string) string, c *Config) []error {
+	var errs []error
+	all := getenv("CLAIMS_RATE_LIMITS") // "off": every class off unless set on its own (tests, external limiter)
+	if all != "" && all != "off" && all != "on" {
+		errs = append(errs, errors.New("CLAIMS_RATE_LIMITS: want on or off"))
+	}
+	for _, class := range []string{"AUTH", "UPLOAD", "READ", "WRITE"} {
+		for _, who := range []string{"IP", "USER"} {
+			v := getenv("CLAIMS_RATE_" + class + "_" + who)
+			if v == "" && all == "off" {
+				v = "off"
+			}
+			if v != "" {
+				if c.RateLimits == nil {
+					c.RateLimits = map[string]string{}
+				}
+				c.RateLimits[strings.ToLower(class+"_"+who)] = v
+			}
+		}
+	}
+	for key, dst := range map[string]*string{"CLAIMS_RATE_BACKEND": &c.RateBackend, "CLAIMS_TLS_MIN": &c.TLSMin,
+		"CLAIMS_HTTP_REDIRECT_ADDR": &c.HTTPRedirectAddr} {
+		if v := getenv(key); v != "" {
+			*dst = v
+		}
+	}
+	for _, o := range strings.Split(getenv("CLAIMS_CORS_ORIGINS"), ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			c.CORSOrigins = append(c.CORSOrigins, o)
+		}
+	}
+	for key, dst := range map[string]*time.Duration{"CLAIMS_READ_HEADER_TIMEOUT": &c.ReadHeaderTimeout,
+		"CLAIMS_READ_TIMEOUT": &c.ReadTimeout, "CLAIMS_WRITE_TIMEOUT": &c.WriteTimeout, "CLAIMS_IDLE_TIMEOUT": &c.IdleTimeout} {
+		if v := getenv(key); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 {
+				errs = append(errs, fmt.Errorf("%s: want a positive duration such as 10s", key))
+			}
+			*dst = d
+		}
+	}
+	if v := getenv("CLAIMS_MAX_HEADER_BYTES"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 4096 || n > 1<<20 {
+			errs = append(errs, errors.New("CLAIMS_MAX_HEADER_BYTES: want a number of bytes between 4096 and 1048576"))
+		}
+		c.MaxHeaderBytes = n
+	}
+	return errs
+}
+
+// validateEdge fills the edge defaults left unset and checks the choices.
+func (c *Config) validateEdge() []error {
+	var errs []error
+	for _, d := range []struct {
+		dst *time.Duration
+		def time.Duration
+	}{{&c.ReadHeaderTimeout, 10 * time.Second}, {&c.ReadTimeout, 2 * time.Minute}, {&c.WriteTimeout, 2 * time.Minute},
+		{&c.IdleTimeout, 2 * time.Minute}} {
+		if *d.dst <= 0 {
+			*d.dst = d.def
+		}
+	}
+	if c.MaxHeaderBytes <= 0 {
+		c.MaxHeaderBytes = 64 << 10
+	}
+	switch c.TLSMin {
+	case "":
+		c.TLSMin = "1.3"
+	case "1.3", "1.2":
+	default:
+		errs = append(errs, fmt.Errorf("TLS minimum %q: want 1.3 (default) or 1.2", c.TLSMin))
+	}
+	switch c.RateBackend {
+	case "":
+		c.RateBackend = "auto"
+	case "auto", "memory", "database":
+	default:
+		errs = append(errs, fmt.Errorf("CLAIMS_RATE_BACKEND %q: want auto, memory or database", c.RateBackend))
+	}
+	return errs
 }
 
 // DatabaseTarget is what store.Open takes: the PostgreSQL URL, or the

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -158,7 +159,14 @@ func SecurityHeaders(next http.Handler) http.Handler {
 		h.Set("Cross-Origin-Resource-Policy", "same-origin")
 		h.Set("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
 		if r.Method == http.MethodTrace || r.Method == "TRACK" {
-			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			// Refused before any handler: a TRACE echo would hand request
+			// headers (tokens) to a script (cross-site tracing).
+			h.Set("Allow", "GET, HEAD, POST, PUT, DELETE, OPTIONS")
+			h.Set("Content-Type", "application/problem+json")
+			h.Set("Cache-Control", "no-store")
+			w.WriteHeader(http.StatusMethodNotAllowed)
+			_ = json.NewEncoder(w).Encode(Problem{Type: "urn:claims:problem:method_not_allowed", Title: "Method not allowed",
+				Status: http.StatusMethodNotAllowed, Detail: "TRACE is not supported.", Instance: r.URL.Path, RequestID: RequestID(r.Context())})
 			return
 		}
 		next.ServeHTTP(w, r)

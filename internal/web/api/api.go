@@ -24,6 +24,8 @@ type Handler struct {
 	jwks   func() ([]byte, error)
 	ready  func(ctx context.Context) error
 	routes []route
+	// userLimit is the per-user rate limit (LimitUsers in edge.go).
+	userLimit func(r *http.Request, user claims.ID) error
 }
 
 type route struct {
@@ -50,11 +52,11 @@ func (h *Handler) Routes() []string {
 func (h *Handler) Register(mux *http.ServeMux) {
 	public := func(method, path string, f web.HandlerFunc) {
 		h.routes = append(h.routes, route{method, path, false})
-		mux.Handle(method+" "+path, web.Handle(h.log, f))
+		mux.Handle(method+" "+path, edge(method, path, web.Handle(h.log, f)))
 	}
 	private := func(method, path string, f web.HandlerFunc) {
 		h.routes = append(h.routes, route{method, path, true})
-		mux.Handle(method+" "+path, web.Handle(h.log, h.authenticated(f)))
+		mux.Handle(method+" "+path, edge(method, path, web.Handle(h.log, h.authenticated(f))))
 	}
 	public("GET", "/api/v1/openapi.json", h.openAPI)
 	public("GET", "/api/v1/.well-known/jwks.json", h.getJWKS)
@@ -162,6 +164,11 @@ func (h *Handler) authenticated(next web.HandlerFunc) web.HandlerFunc {
 			return h.flow.StepUp(p) // explains that enrolment comes first
 		}
 		web.SetLogUser(r.Context(), p.UserID)
+		if h.userLimit != nil {
+			if err := h.userLimit(r, p.UserID); err != nil {
+				return err
+			}
+		}
 		return next(w, r.WithContext(web.WithPrincipal(r.Context(), p)))
 	}
 }

@@ -18,11 +18,12 @@ type op struct {
 	status   string
 	params   []string // query parameter names
 	ifMatch  bool
+	media    string // media type of the 2xx body when not application/json
 }
 
 var operations = map[string]op{
 	"GET /api/v1/openapi.json":                  {summary: "This document.", response: "Object", status: "200"},
-	"GET /api/v1/.well-known/jwks.json":         {summary: "Public keys that verify access tokens (RFC 7517).", response: "Object", status: "200"},
+	"GET /api/v1/.well-known/jwks.json":         {summary: "Public keys that verify access tokens (RFC 7517).", response: "Object", status: "200", media: "application/jwk-set+json"},
 	"POST /api/v1/auth/register":                {summary: "Register a customer account. Answers 202 whether or not the email had an account.", request: "Register", response: "Status", status: "202"},
 	"POST /api/v1/auth/login":                   {summary: "Sign in with email and password.", request: "Login", response: "Tokens", status: "200"},
 	"POST /api/v1/auth/refresh":                 {summary: "Exchange a refresh token (single use) for new tokens.", request: "Refresh", response: "Tokens", status: "200"},
@@ -228,9 +229,19 @@ func (h *Handler) Document() map[string]any {
 		}
 		ok2 := map[string]any{"description": "Success"}
 		if o.response != "" {
-			ok2["content"] = map[string]any{"application/json": map[string]any{"schema": ref(o.response)}}
+			media := "application/json"
+			if o.media != "" {
+				media = o.media
+			}
+			ok2["content"] = map[string]any{media: map[string]any{"schema": ref(o.response)}}
 		}
 		item["responses"] = map[string]any{o.status: ok2, "4XX": problem, "5XX": problem}
+		if d, ok := deprecations[rt.method+" "+rt.path]; ok {
+			item["deprecated"] = true
+			if !d.Sunset.IsZero() {
+				item["description"] = "Deprecated; answers until " + d.Sunset.UTC().Format("2006-01-02") + " (Sunset header)."
+			}
+		}
 		if rt.auth {
 			item["security"] = []any{map[string]any{"bearer": []any{}}}
 		} else {
