@@ -155,6 +155,29 @@ func CanReadClaim(p claims.Principal, c claims.Claim) bool {
 	return false
 }
 
+// ReadVia returns the delegator whose delegation lets p read c, for the
+// audit log's on-behalf-of: "" when what p holds directly suffices.
+func ReadVia(p claims.Principal, c claims.Claim) claims.ID {
+	if p.Grants == nil {
+		return ""
+	}
+	direct := claims.Principal{UserID: p.UserID, Role: p.Role, HolderID: p.HolderID, Grants: map[string]claims.Grant{}}
+	for name, g := range p.Grants {
+		if g.Via == "" {
+			direct.Grants[name] = g
+		}
+	}
+	if CanReadClaim(direct, c) {
+		return ""
+	}
+	for _, perm := range []Permission{ClaimsReadAny, ClaimsReadAssigned, ClaimsReadOwn} {
+		if g, ok := p.Grants[string(perm)]; ok && g.Via != "" {
+			return g.Via
+		}
+	}
+	return ""
+}
+
 // CanReadPolicy reports whether p may see policy pol.
 func CanReadPolicy(p claims.Principal, pol claims.Policy) bool {
 	return Has(p, PoliciesReadAny) || (Has(p, PoliciesReadOwn) && p.HolderID != "" && pol.HolderID == p.HolderID)

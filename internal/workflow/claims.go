@@ -125,7 +125,7 @@ func (s *Service) Claim(ctx context.Context, p claims.Principal, id claims.ID) (
 		if !access.CanReadClaim(p, c) {
 			return errClaimNotFound
 		}
-		return audit(ctx, tx, p.UserID, "claim.read", "claim", string(c.ID), "ok", nil)
+		return audit(withVia(ctx, access.ReadVia(p, c)), tx, p.UserID, "claim.read", "claim", string(c.ID), "ok", nil)
 	})
 	return c, err
 }
@@ -635,7 +635,6 @@ func (s *Service) CreatePolicy(ctx context.Context, p claims.Principal, r NewPol
 			}
 			pol.HolderID = h.ID
 		}
-		pol.CreatedAt = tx.Now() // the answer carries it as a read would
 		if err := tx.InsertPolicy(ctx, pol); err != nil {
 			return err
 		}

@@ -650,7 +650,11 @@ func (s *Service) AdministerUser(ctx context.Context, p claims.Principal, target
 		if target == p.UserID && action != ActionLogout {
 			return claims.Errorf(claims.Forbidden, "You cannot do this to your own account.")
 		}
-		if !access.Outranks(p.Role, u.Role) {
+		targetBase, err := baseRole(ctx, tx, u.Role) // a custom role ranks as the role it rests on
+		if err != nil {
+			return err
+		}
+		if !access.Outranks(p.Role, targetBase) {
 			return claims.Errorf(claims.Forbidden, "You cannot administer an account whose role is at or above your own.")
 		}
 		switch action {
