@@ -34,8 +34,12 @@ func NewShared(st Store, log *slog.Logger, now func() time.Time) *Shared {
 	if now == nil {
 		now = time.Now
 	}
-	return &Shared{st: st, now: now, log: log, fallback: NewMemory(0, now), timeout: 250 * time.Millisecond}
+	return &Shared{st: st, now: now, log: log, fallback: NewMemory(0, now), timeout: 500 * time.Millisecond}
 }
+
+// SetTimeout sets how long a check waits for the database (pool wait
+// included) before falling back to the in-process bucket; default 500ms.
+func (s *Shared) SetTimeout(d time.Duration) { s.timeout = d }
 
 // Allow implements Limiter.
 func (s *Shared) Allow(ctx context.Context, key string, l Limit) (bool, time.Duration, error) {
