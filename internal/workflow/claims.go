@@ -635,6 +635,7 @@ func (s *Service) CreatePolicy(ctx context.Context, p claims.Principal, r NewPol
 			}
 			pol.HolderID = h.ID
 		}
+		pol.CreatedAt = tx.Now() // the answer carries it as a read would
 		if err := tx.InsertPolicy(ctx, pol); err != nil {
 			return err
 		}
