@@ -144,15 +144,27 @@ func Check(p claims.Principal, perm Permission) (claims.Grant, error) {
 // CanReadClaim reports whether p may see claim c. A claim p may not see is
 // answered exactly as a missing one (404), so ids can't be probed.
 func CanReadClaim(p claims.Principal, c claims.Claim) bool {
+	if Has(p, ClaimsReadOwn) && p.HolderID != "" && c.HolderID == p.HolderID {
+		return true
+	}
+	// A draft is the policyholder's until they submit it: no staff see it.
+	if c.Status == claims.StatusDraft {
+		return false
+	}
 	switch {
-	case Has(p, ClaimsReadAny):
+	case within(p, ClaimsReadAny, c):
 		return true
-	case Has(p, ClaimsReadAssigned) && (c.AssigneeID == p.UserID || c.AssigneeID == ""):
-		return true
-	case Has(p, ClaimsReadOwn) && p.HolderID != "" && c.HolderID == p.HolderID:
+	case within(p, ClaimsReadAssigned, c) && (c.AssigneeID == p.UserID || c.AssigneeID == ""):
 		return true
 	}
 	return false
+}
+
+// within reports whether p holds perm for claim c: held directly, or
+// through a delegation whose amount scope covers the claim's total.
+func within(p claims.Principal, perm Permission, c claims.Claim) bool {
+	g, ok := grant(p, perm)
+	return ok && (g.MaxAmount == 0 || c.Total.Minor <= g.MaxAmount)
 }
 
 // ReadVia returns the delegator whose delegation lets p read c, for the

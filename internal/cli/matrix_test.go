@@ -224,10 +224,10 @@ var matrix = []matrixRow{
 		return mreq{upload: w.claim("review", who)}
 	}},
 
-	// The policyholder's own actions. A draft waits unassigned, so every
-	// processor can see it (and is refused); assigned claims are hidden
-	// from processors they aren't assigned to.
-	{route: "POST /api/v1/claims/{id}/submit", want: "U A H F F F H H H F F F F", build: claimIn("draft", "submit", nil)},
+	// The policyholder's own actions. Drafts are the policyholder's until
+	// submitted: no staff see them at all. Assigned claims are hidden from
+	// processors they aren't assigned to.
+	{route: "POST /api/v1/claims/{id}/submit", want: "U A H H H H H H H H H H H", build: claimIn("draft", "submit", nil)},
 	{route: "POST /api/v1/claims/{id}/withdraw", want: "U A H F H F H H H F H H F", build: claimIn("review", "withdraw", map[string]string{"reason": "changed my mind"})},
 	{route: "POST /api/v1/claims/{id}/respond", want: "U A H F H F H H H F H H F", build: claimIn("info", "respond", map[string]string{"message": "here it is"})},
 	{route: "POST /api/v1/claims/{id}/appeal", want: "U A H F H F H H H F H H F", build: claimIn("denied", "appeal", map[string]string{"reason": "please look again"})},

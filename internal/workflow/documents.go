@@ -420,6 +420,13 @@ func (s *Service) OpenDocument(ctx context.Context, p claims.Principal, claimID,
 		if d, err = s.readableDocument(ctx, tx, p, claimID, docID); err != nil {
 			return err
 		}
+		// Staff download documents only with documents.read; the
+		// policyholder always may download their own.
+		if p.HolderID == "" || d.HolderID != p.HolderID {
+			if err := access.Require(p, access.DocumentsRead); err != nil {
+				return err
+			}
+		}
 		switch d.Status {
 		case store.DocumentClean:
 		case store.DocumentQuarantined:

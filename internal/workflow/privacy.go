@@ -105,6 +105,13 @@ func (s *Service) ApproveErasure(ctx context.Context, p claims.Principal, id cla
 			if err != nil && claims.KindOf(err) != claims.NotFound {
 				return err
 			}
+			if err == nil {
+				base, err := baseRole(ctx, tx, u.Role)
+				if err != nil {
+					return err
+				}
+				u.Role = base
+			}
 			if err == nil && !access.Outranks(p.Role, u.Role) {
 				return claims.Errorf(claims.Forbidden, "You cannot erase an account whose role is at or above your own.")
 			}
