@@ -46,6 +46,7 @@ func TestIDOR(t *testing.T) {
 		"respond": map[string]string{"message": "x"}, "decide": map[string]string{"outcome": "approve"},
 		"appeal": map[string]string{"reason": "x"}, "return-decision": map[string]string{"reason": "x"},
 		"role": map[string]string{"role": "customer"}, "authority-limit": map[string]any{"limitMinor": 1},
+		"messages": map[string]string{"text": "x"},
 	}
 	const guessed = "5f3c0e7a9b1d4c2e8f6a0b3c5d7e9f10"
 	sequential := []string{"00000000000000000000000000000001", "00000000000000000000000000000002"}

@@ -217,6 +217,16 @@ var matrix = []matrixRow{
 	// Reading one claim and its documents.
 	{route: "GET /api/v1/claims/{id}", want: "U A H A H A H H H A H H A", build: claimRead("")},
 	{route: "GET /api/v1/claims/{id}/history", want: "U A H A H A H H H A H H A", build: claimRead("/history")},
+	// Claim messages (docs/live.md): whoever may read the claim.
+	{route: "GET /api/v1/claims/{id}/messages", want: "U A H A H A H H H A H H A", build: claimRead("/messages")},
+	{route: "POST /api/v1/claims/{id}/messages", want: "U A H A H A H H H A H H A", build: func(w *world, who string) mreq {
+		c, _ := w.readClaim(who)
+		return mreq{path: "/api/v1/claims/" + c + "/messages", body: map[string]string{"text": "Any news?"}}
+	}},
+	// The live socket authenticates itself after the handshake checks; a
+	// plain GET (no upgrade) is a 400 for everyone (ws_test.go covers the
+	// socket's own authentication).
+	{route: "GET /api/v1/ws", want: "A A A A A A A A A A A A A", build: at("/api/v1/ws")},
 	{route: "GET /api/v1/claims/{id}/documents", want: "U A H A H A H H H A H H A", build: claimRead("/documents")},
 	{route: "GET /api/v1/claims/{id}/documents/{docId}", want: "U A H A H A H H H A H H A", build: claimRead("/documents/{docId}")},
 	{route: "GET /api/v1/claims/{id}/documents/{docId}/content", want: "U A H A H A H H H A H H A", build: claimRead("/documents/{docId}/content")},

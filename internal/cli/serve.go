@@ -113,6 +113,7 @@ func serve(ctx context.Context, env Env, args []string) error {
 		return nil
 	})
 	h.Register(mux)
+	h.SetLive(a.events, api.LiveOptions{Origins: cfg.WSOrigins, MaxPerUser: cfg.WSMaxPerUser, MaxPerIP: cfg.WSMaxPerIP}) // docs/live.md
 	edge, err := newEdge(cfg, a, h) // edge.go
 	if err != nil {
 		return err
@@ -137,6 +138,7 @@ func serve(ctx context.Context, env Env, args []string) error {
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		ErrorLog:          nil,
 	}
+	srv.RegisterOnShutdown(h.CloseLive) // Shutdown doesn't see hijacked WebSockets
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return err

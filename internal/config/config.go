@@ -29,6 +29,11 @@ type Config struct {
 	AllowInsecureKeys bool          // CLAIMS_ALLOW_INSECURE_KEY_FILES: development only
 	ShutdownGrace     time.Duration // CLAIMS_SHUTDOWN_GRACE, default 20s
 
+	// Live claim updates over WebSockets (docs/live.md).
+	WSOrigins    []string // CLAIMS_WS_ORIGINS: comma-separated exact origins (https://app.example.com) allowed besides the server's own
+	WSMaxPerUser int      // CLAIMS_WS_MAX_PER_USER: open sockets per user, default 5
+	WSMaxPerIP   int      // CLAIMS_WS_MAX_PER_IP: open sockets per client address, default 50
+
 	// Sign-in protection (README, Authentication).
 	LoginLockAfter    int           // CLAIMS_LOGIN_LOCK_AFTER: failures on one email before it locks, default 10
 	LoginLockFor      time.Duration // CLAIMS_LOGIN_LOCK_FOR, default 15m
@@ -91,6 +96,7 @@ func Load(getenv func(string) string) (Config, error) {
 	str("CLAIMS_LOG_LEVEL", &c.LogLevel)
 	str("CLAIMS_LOG_FORMAT", &c.LogFormat)
 	str("CLAIMS_TRUSTED_PROXIES", &c.TrustedProxies)
+	errs = append(errs, loadLive(getenv, &c)...)
 	if v := getenv("CLAIMS_BCRYPT_COST"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil {
@@ -285,6 +291,34 @@ func (c *Config) validateEdge() []error {
 	case "auto", "memory", "database":
 	default:
 		errs = append(errs, fmt.Errorf("CLAIMS_RATE_BACKEND %q: want auto, memory or database", c.RateBackend))
+	}
+	return errs
+}
+
+// loadLive reads the WebSocket settings. Origins must be exact
+// scheme://host[:port] values: no wildcards, no paths.
+func loadLive(getenv func(string) string, c *Config) []error {
+	var errs []error
+	c.WSMaxPerUser, c.WSMaxPerIP = 5, 50
+	for _, o := range strings.Split(getenv("CLAIMS_WS_ORIGINS"), ",") {
+		if o = strings.TrimSpace(o); o == "" {
+			continue
+		}
+		scheme, host, ok := strings.Cut(o, "://")
+		if !ok || (scheme != "https" && scheme != "http") || host == "" || strings.ContainsAny(host, "/*?#@ ") {
+			errs = append(errs, fmt.Errorf("CLAIMS_WS_ORIGINS: %q is not an origin such as https://app.example.com", o))
+			continue
+		}
+		c.WSOrigins = append(c.WSOrigins, strings.ToLower(o))
+	}
+	for key, dst := range map[string]*int{"CLAIMS_WS_MAX_PER_USER": &c.WSMaxPerUser, "CLAIMS_WS_MAX_PER_IP": &c.WSMaxPerIP} {
+		if v := getenv(key); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				errs = append(errs, fmt.Errorf("%s: want a positive integer", key))
+			}
+			*dst = n
+		}
 	}
 	return errs
 }

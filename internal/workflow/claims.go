@@ -240,7 +240,10 @@ func (s *Service) change(ctx context.Context, p claims.Principal, id claims.ID, 
 	if !claims.ValidID(string(id)) {
 		return claims.Claim{}, errClaimNotFound
 	}
-	var c claims.Claim
+	var (
+		c     claims.Claim
+		moved bool
+	)
 	err := s.db.InTx(ctx, func(tx *store.Tx) error {
 		var err error
 		if c, err = tx.ClaimForUpdate(ctx, id); err != nil {
@@ -268,13 +271,14 @@ func (s *Service) change(ctx context.Context, p claims.Principal, id claims.ID, 
 				return err
 			}
 			details["from"], details["to"] = string(t.From), string(t.To)
+			moved = true
 		}
 		return audit(ctx, tx, p.UserID, action, "claim", string(c.ID), "ok", details)
 	})
 	if err != nil {
 		return claims.Claim{}, err
 	}
-	s.publish(claims.Event{Type: "claim.status_changed", ClaimID: c.ID, HolderID: c.HolderID, AssigneeID: c.AssigneeID, Status: c.Status, At: c.UpdatedAt})
+	s.publish(claims.Event{Type: eventType(action, moved), ClaimID: c.ID, HolderID: c.HolderID, AssigneeID: c.AssigneeID, Status: c.Status, At: c.UpdatedAt})
 	return c, nil
 }
 

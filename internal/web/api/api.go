@@ -24,6 +24,7 @@ type Handler struct {
 	jwks   func() ([]byte, error)
 	ready  func(ctx context.Context) error
 	routes []route
+	live   *liveHub // GET /api/v1/ws (ws.go); nil until SetLive
 	// userLimit is the per-user rate limit (LimitUsers in edge.go).
 	userLimit func(r *http.Request, user claims.ID) error
 }
@@ -124,6 +125,14 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	private("PUT", "/api/v1/users/{id}/authority-limit", h.setAuthority)
 	private("GET", "/api/v1/me/access-log", h.accessLog)
 	private("GET", "/api/v1/training/claims", h.trainingClaims)
+
+	// Live updates (docs/live.md): the socket authenticates itself (its
+	// token comes in a subprotocol or the first message: a browser can't
+	// set headers on a WebSocket), so it is registered without the bearer
+	// wrapper.
+	public("GET", "/api/v1/ws", h.websocket)
+	private("GET", "/api/v1/claims/{id}/messages", h.listMessages)
+	private("POST", "/api/v1/claims/{id}/messages", h.postMessage)
 
 	// Anything else under /api answers with a problem, not the mux's text;
 	// an unknown version points at the supported one.

@@ -86,6 +86,11 @@ var operations = map[string]op{
 	"GET /api/v1/claims/{id}/documents":                 {summary: "The claim's documents with their scan status.", response: "DocumentList", status: "200"},
 	"GET /api/v1/claims/{id}/documents/{docId}":         {summary: "One document's metadata, including its status (pending_scan, clean, quarantined).", response: "Document", status: "200"},
 	"GET /api/v1/claims/{id}/documents/{docId}/content": {summary: "The document's bytes as an attachment, only once scanned clean (409 while pending_scan or quarantined). Every download is audited.", status: "200"},
+
+	// Live updates and claim messages (docs/live.md).
+	"GET /api/v1/ws":                    {summary: "Live claim events over a WebSocket (subprotocol claims.v1). Authenticate with the subprotocol bearer.<access token> or a first message {\"type\":\"auth\",\"token\":\"...\"} within 5 s; a token in the URL is refused (400). Same-origin or configured origins only (403); too many sockets per user or address answer 429. Events carry ids, status and time only; see docs/live.md for the messages and close codes.", status: "101"},
+	"GET /api/v1/claims/{id}/messages":  {summary: "The claim's messages, oldest first (anyone who may read the claim; the read is audited).", response: "MessageList", status: "200", params: []string{"cursor", "limit"}},
+	"POST /api/v1/claims/{id}/messages": {summary: "Post a message on the claim (at most 2,000 characters, no card numbers). Stored sealed, audited without its text, announced live as message.created.", request: "NewMessage", response: "ClaimMessage", status: "201"},
 }
 
 func obj(props map[string]any, required ...string) map[string]any {
@@ -192,6 +197,9 @@ var schemas = map[string]any{
 	"ErasureRequestList": list("ErasureRequest"),
 	"SubjectExport": map[string]any{"type": "object", "description": "format claims-subject-export/1: account, policyholder, policies, claims (lines, decision, history, documents), sessions, accessHistory.",
 		"required": []string{"format", "generatedAt", "policyholder", "policies", "claims", "accessHistory"}},
+	"NewMessage":     obj(map[string]any{"text": map[string]any{"type": "string", "minLength": 1, "maxLength": 2000}}, "text"),
+	"ClaimMessage":   obj(map[string]any{"id": str, "claimId": str, "authorId": str, "authorRole": str, "text": str, "createdAt": stamp_}),
+	"MessageList":    list("ClaimMessage"),
 	"DocumentUpload": obj(map[string]any{"file": map[string]any{"type": "string", "contentMediaType": "application/octet-stream"}}, "file"),
 }
 
