@@ -50,6 +50,12 @@ func TestClaimMessages(t *testing.T) {
 		t.Fatalf("second page: %v", rest)
 	}
 
+	// The policyholder's subject-access export includes the messages.
+	exp := e.expect(e.do("GET", "/api/v1/me/export", e.alice, nil), 200)
+	if !strings.Contains(string(exp.raw), secret) || !strings.Contains(string(exp.raw), "please upload the police report") {
+		t.Errorf("export lacks the claim's messages: %s", exp.raw)
+	}
+
 	// Bob: a foreign claim answers exactly like a missing one.
 	missing := "/api/v1/claims/0123456789abcdef0123456789abcdef/messages"
 	for _, m := range []string{"GET", "POST"} {

@@ -120,8 +120,16 @@ type ExportClaim struct {
 	Decision     *ExportDecision    `json:"decision,omitempty"`
 	History      []ExportTransition `json:"history"`
 	Documents    []ExportDocument   `json:"documents"`
+	Messages     []ExportMessage    `json:"messages"`
 	CreatedAt    time.Time          `json:"createdAt"`
 	UpdatedAt    time.Time          `json:"updatedAt"`
+}
+
+// ExportMessage is one message on the subject's claim.
+type ExportMessage struct {
+	AuthorRole string    `json:"authorRole"`
+	Text       string    `json:"text"`
+	At         time.Time `json:"at"`
 }
 
 type ExportSession struct {
@@ -250,6 +258,21 @@ func (tx *Tx) SubjectExport(ctx context.Context, holder, user claims.ID) (Subjec
 			ec.Documents = append(ec.Documents, ExportDocument{ID: string(d.ID), Filename: d.Filename, ContentType: d.ContentType,
 				Size: d.Size, SHA256: d.SHA256, Status: string(d.Status), CreatedAt: d.CreatedAt})
 			objects = append(objects, string(d.ID))
+		}
+		ec.Messages = []ExportMessage{}
+		for after := (Cursor{}); ; {
+			msgs, err := tx.Messages(ctx, c.ID, holder, after, MaxPage)
+			if err != nil {
+				return x, err
+			}
+			for _, m := range msgs {
+				ec.Messages = append(ec.Messages, ExportMessage{AuthorRole: string(m.AuthorRole), Text: m.Body, At: m.CreatedAt})
+			}
+			if len(msgs) < MaxPage {
+				break
+			}
+			last := msgs[len(msgs)-1]
+			after = Cursor{At: micros(last.CreatedAt), ID: last.ID}
 		}
 		x.Claims = append(x.Claims, ec)
 		objects = append(objects, string(c.ID))
