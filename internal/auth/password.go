@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"runtime"
+	"sync"
 
 	"golang.org/x/crypto/bcrypt"
 )
@@ -52,8 +53,16 @@ type Hasher struct {
 	sem chan struct{}
 	// dummy is a real bcrypt hash at h.cost of a random password nobody
 	// knows, used by DummyVerify so unknown users cost exactly as much as
-	// known ones.
-	dummy []byte
+	// known ones. It is computed once, by the first DummyVerify (dummy.once),
+	// so commands that never verify a password (import, migrate, audit
+	// verify) do not pay a bcrypt at start-up. (Behind a pointer: a Hasher
+	// value may be copied, e.g. by fmt, and a sync.Once must not be.)
+	dummy *lazyHash
+}
+
+type lazyHash struct {
+	once sync.Once
+	hash []byte
 }
 
 // NewHasher returns a Hasher. The pepper is copied; it may be empty (which
@@ -63,8 +72,9 @@ type Hasher struct {
 // bcrypt.MaxCost]. concurrency ≤ 0 means runtime.GOMAXPROCS(0).
 //
 // NewHasher panics on an out-of-range cost: that is a configuration bug which
-// must stop start-up rather than silently weaken (or stall) hashing. It
-// computes one bcrypt hash for DummyVerify, so it takes as long as one Hash.
+// must stop start-up rather than silently weaken (or stall) hashing. It is
+// cheap: the bcrypt hash DummyVerify compares against is computed by the
+// first DummyVerify (see there).
 func NewHasher(pepper []byte, cost int, concurrency int) *Hasher {
 	if cost == 0 {
 		cost = DefaultCost
@@ -80,19 +90,25 @@ func NewHasher(pepper []byte, cost int, concurrency int) *Hasher {
 		newMAC: func() hash.Hash { return hmac.New(sha256.New, key) },
 		cost:   cost,
 		sem:    make(chan struct{}, concurrency),
+		dummy:  &lazyHash{},
 	}
-	// Computed eagerly rather than on first use so the first DummyVerify is
-	// not measurably slower than a Verify (which would leak "unknown user").
-	junk := make([]byte, 32)
-	_, _ = rand.Read(junk)
-	dummy, err := bcrypt.GenerateFromPassword(h.prehash(base64.StdEncoding.EncodeToString(junk)), cost)
-	if err != nil {
-		// Only possible for an invalid cost or >72-byte input, both
-		// excluded above.
-		panic("auth: generating dummy bcrypt hash: " + err.Error())
-	}
-	h.dummy = dummy
 	return h
+}
+
+// dummyHash returns the dummy hash, computing it on first use.
+func (h *Hasher) dummyHash() []byte {
+	h.dummy.once.Do(func() {
+		junk := make([]byte, 32)
+		_, _ = rand.Read(junk)
+		dummy, err := bcrypt.GenerateFromPassword(h.prehash(base64.StdEncoding.EncodeToString(junk)), h.cost)
+		if err != nil {
+			// Only possible for an invalid cost or >72-byte input, both
+			// excluded by NewHasher.
+			panic("auth: generating dummy bcrypt hash: " + err.Error())
+		}
+		h.dummy.hash = dummy
+	})
+	return h.dummy.hash
 }
 
 // prehash returns base64(HMAC-SHA256(pepper, NFC(password))): always 44
@@ -178,8 +194,23 @@ func (h *Hasher) Verify(ctx context.Context, hash, password string) (bool, error
 // returns nothing because its only purpose is the time it takes; if ctx is
 // cancelled while waiting for a slot it returns early, exactly as Verify
 // would.
+//
+// The dummy hash is computed by the first call (once per Hasher, also when
+// calls race), so the first DummyVerify of a process takes about twice as
+// long as a Verify: one unknown-user login per process start is
+// distinguishable by timing, every later one is not. That is the price of
+// not running a bcrypt at start-up of every command.
 func (h *Hasher) DummyVerify(ctx context.Context, password string) {
-	_, _ = h.Verify(ctx, string(h.dummy), password)
+	// Verify's steps, with the dummy computed inside the bcrypt slot so that
+	// the one-time computation is bounded by the pool like every other.
+	if len(password) > MaxPasswordBytes {
+		return
+	}
+	if err := h.acquire(ctx); err != nil {
+		return
+	}
+	defer h.release()
+	_ = bcrypt.CompareHashAndPassword(h.dummyHash(), h.prehash(password))
 }
 
 // NeedsRehash reports whether hash was made with a different bcrypt cost

@@ -460,6 +460,14 @@ func (tx *Tx) Claims(ctx context.Context, f ClaimFilter) ([]claims.Claim, error)
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
+	// The page's subject keys in one query, not one per holder.
+	holders := make([]claims.ID, len(items))
+	for i, it := range items {
+		holders[i] = it.c.HolderID
+	}
+	if err := tx.loadHolderKeys(ctx, holders); err != nil {
+		return nil, err
+	}
 	out := make([]claims.Claim, 0, len(items))
 	for _, it := range items {
 		if err := tx.openClaim(ctx, &it.c, it.r, false); err != nil {
@@ -471,10 +479,24 @@ func (tx *Tx) Claims(ctx context.Context, f ClaimFilter) ([]claims.Claim, error)
 }
 
 // ClaimsOnIncident returns the claims on policy p for incident date d, for
-// duplicate detection.
-func (tx *Tx) ClaimsOnIncident(ctx context.Context, policyID claims.ID, d claims.Date) ([]claims.Claim, error) {
-	rows, err := tx.query(ctx, `SELECT id, policy_id, incident_date, currency, total, status FROM claims
-		WHERE policy_id = ? AND incident_date = ?`, policyID, d.String())
+// duplicate detection. Given a total (near), it returns at most one claim,
+// one that claims.(*Claim).IsLikelyDuplicate would match for a new claim of
+// that total: same currency, not withdrawn, totals within 1% of the larger
+// (|a-b|*100 <= max(a,b), in integers as there), found by the database with
+// LIMIT 1 instead of reading every claim of that day.
+func (tx *Tx) ClaimsOnIncident(ctx context.Context, policyID claims.ID, d claims.Date, near ...claims.Money) ([]claims.Claim, error) {
+	q := `SELECT id, policy_id, incident_date, currency, total, status FROM claims
+		WHERE policy_id = ? AND incident_date = ?`
+	args := []any{policyID, d.String()}
+	if len(near) > 0 {
+		larger := "MAX(total, ?)"
+		if tx.db.dialect == Postgres {
+			larger = "GREATEST(total, ?)"
+		}
+		q += ` AND currency = ? AND status <> ? AND ABS(total - ?) * 100 <= ` + larger + ` LIMIT 1`
+		args = append(args, near[0].Currency, claims.StatusWithdrawn, near[0].Minor, near[0].Minor)
+	}
+	rows, err := tx.query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("claims on incident: %w", err)
 	}

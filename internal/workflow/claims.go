@@ -59,7 +59,8 @@ func (s *Service) FileClaim(ctx context.Context, p claims.Principal, r FileReque
 				return err
 			}
 			c = claims.NewClaim(r.Input, pol, p.UserID, store.NewClaimNumber(now.Year()), tx.Now())
-			others, err := tx.ClaimsOnIncident(ctx, pol.ID, c.IncidentDate)
+			// At most one, found by the database; the domain rule decides.
+			others, err := tx.ClaimsOnIncident(ctx, pol.ID, c.IncidentDate, c.Total)
 			if err != nil {
 				return err
 			}
