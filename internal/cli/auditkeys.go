@@ -50,4 +50,3 @@ func checkpointLoop(ctx context.Context, a *app, interval time.Duration) {
 		}
 	}
 }
-

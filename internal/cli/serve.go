@@ -113,8 +113,9 @@ func serve(ctx context.Context, env Env, args []string) error {
 		return nil
 	})
 	h.Register(mux)
-	h.SetLive(a.events, api.LiveOptions{Origins: cfg.WSOrigins, MaxPerUser: cfg.WSMaxPerUser, MaxPerIP: cfg.WSMaxPerIP}) // docs/live.md
-	edge, err := newEdge(cfg, a, h) // edge.go
+	// The live channel (docs/live.md) and the edge: rate limits, CORS (edge.go).
+	h.SetLive(a.events, api.LiveOptions{Origins: cfg.WSOrigins, MaxPerUser: cfg.WSMaxPerUser, MaxPerIP: cfg.WSMaxPerIP})
+	edge, err := newEdge(cfg, a, h)
 	if err != nil {
 		return err
 	}

@@ -26,8 +26,8 @@ import (
 type liveEnv struct {
 	*server
 	admin, proc, alice, bob string // access tokens
-	procID                      string
-	claim                       string
+	procID                  string
+	claim                   string
 }
 
 func newLiveEnv(t *testing.T, env map[string]string) *liveEnv {
@@ -86,7 +86,9 @@ func (s *server) dialWS(o wsOpts) (*websocket.Conn, *http.Response, error) {
 	if o.rcvBuf > 0 {
 		d := &net.Dialer{Control: func(network, address string, c syscall.RawConn) error {
 			var serr error
-			err := c.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, o.rcvBuf) })
+			err := c.Control(func(fd uintptr) {
+				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, o.rcvBuf)
+			})
 			return errors.Join(err, serr)
 		}}
 		base.DialContext = d.DialContext
