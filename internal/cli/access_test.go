@@ -3,6 +3,7 @@ package cli_test
 import (
 	"database/sql"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -56,6 +57,30 @@ func TestAccessControlFeatures(t *testing.T) {
 		s.expect(s.do("DELETE", "/api/v1/delegations/"+del.str("id"), w.tok["senior"], nil), 204)
 		s.expect(s.do("GET", "/api/v1/claims/"+target, d2, nil), 404)
 		s.expect(s.do("DELETE", "/api/v1/delegations/"+del.str("id"), w.tok["senior"], nil), 404) // once
+	})
+
+	t.Run("a delegation scoped to an amount opens only claims up to it, by id and in lists", func(t *testing.T) {
+		exp := time.Now().Add(48 * time.Hour).UTC().Format(time.RFC3339)
+		tgt := s.expect(s.do("GET", "/api/v1/claims/"+target, w.tok["senior"], nil), 200)
+		total := tgt.str("total", "amount")
+		minor, _ := strconv.ParseInt(strings.ReplaceAll(total, ".", ""), 10, 64)
+		del := s.expect(s.do("POST", "/api/v1/delegations", w.tok["senior"], map[string]any{"to": d2ID,
+			"permissions": []string{"claims.read.any"}, "expiresAt": exp, "maxAmountMinor": minor - 1}), 201)
+		s.expect(s.do("GET", "/api/v1/claims/"+target, d2, nil), 404) // just over the scope
+		for _, c := range s.expect(s.do("GET", "/api/v1/claims?limit=200", d2, nil), 200).items() {
+			if c["id"] == target {
+				t.Errorf("a claim over the delegation's amount is listed")
+			}
+			if c["status"] == "draft" {
+				t.Errorf("a draft is listed to staff: %v", c["id"])
+			}
+		}
+		s.expect(s.do("DELETE", "/api/v1/delegations/"+del.str("id"), w.tok["senior"], nil), 204)
+		for _, c := range s.expect(s.do("GET", "/api/v1/claims?limit=200", w.tok["senior"], nil), 200).items() {
+			if c["status"] == "draft" {
+				t.Errorf("a draft is listed to a supervisor: %v", c["id"])
+			}
+		}
 	})
 
 	t.Run("delegation rules", func(t *testing.T) {

@@ -385,8 +385,13 @@ type ClaimFilter struct {
 	HolderID claims.ID // only this holder's claims (customers)
 	// VisibleTo limits to claims assigned to this user or waiting unassigned
 	// in the intake queue (processors without claims.read.any).
-	VisibleTo    claims.ID
-	Status       []claims.Status
+	VisibleTo claims.ID
+	// AnyUpTo, with a delegated claims.read.any scoped to an amount, also
+	// shows claims whose total is at most this many minor units.
+	AnyUpTo int64
+	// ExcludeDrafts hides drafts (staff never see them).
+	ExcludeDrafts bool
+	Status        []claims.Status
 	AssigneeID   claims.ID
 	Unassigned   bool
 	PolicyID     claims.ID
@@ -404,9 +409,19 @@ func (tx *Tx) Claims(ctx context.Context, f ClaimFilter) ([]claims.Claim, error)
 		q += ` AND holder_id = ?`
 		args = append(args, f.HolderID)
 	}
-	if f.VisibleTo != "" {
+	switch {
+	case f.VisibleTo != "" && f.AnyUpTo > 0:
+		q += ` AND (assignee_id = ? OR assignee_id IS NULL OR total <= ?)`
+		args = append(args, f.VisibleTo, f.AnyUpTo)
+	case f.VisibleTo != "":
 		q += ` AND (assignee_id = ? OR assignee_id IS NULL)`
 		args = append(args, f.VisibleTo)
+	case f.AnyUpTo > 0:
+		q += ` AND total <= ?`
+		args = append(args, f.AnyUpTo)
+	}
+	if f.ExcludeDrafts {
+		q += ` AND status <> 'draft'`
 	}
 	if len(f.Status) > 0 {
 		q += ` AND status IN (?` + strings.Repeat(", ?", len(f.Status)-1) + `)`

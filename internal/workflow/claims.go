@@ -175,12 +175,22 @@ func (s *Service) ListClaims(ctx context.Context, p claims.Principal, r ListRequ
 	var page Page[claims.Claim]
 	f := store.ClaimFilter{Status: r.Status, AssigneeID: r.AssigneeID, Unassigned: r.Unassigned,
 		IncidentFrom: r.IncidentFrom, IncidentTo: r.IncidentTo, Limit: r.Limit}
+	anyGrant, anyErr := access.Check(p, access.ClaimsReadAny)
 	switch {
 	case p.IsZero():
 		return page, claims.Errorf(claims.Unauthenticated, "Sign in first.")
-	case access.Has(p, access.ClaimsReadAny):
-	case access.Has(p, access.ClaimsReadAssigned):
-		f.VisibleTo = p.UserID
+	case anyErr == nil && anyGrant.MaxAmount == 0:
+		f.ExcludeDrafts = true
+	case access.Has(p, access.ClaimsReadAssigned) || anyErr == nil:
+		// The queue and one's own claims, plus what a delegation scoped
+		// to an amount opens up.
+		if access.Has(p, access.ClaimsReadAssigned) {
+			f.VisibleTo = p.UserID
+		}
+		if anyErr == nil {
+			f.AnyUpTo = anyGrant.MaxAmount
+		}
+		f.ExcludeDrafts = true
 	case access.Has(p, access.ClaimsReadOwn):
 		if p.HolderID == "" {
 			return page, nil
