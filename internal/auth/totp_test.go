@@ -178,7 +178,7 @@ func TestRecoveryCodes(t *testing.T) {
 	if len(codes) != 10 || len(hashes) != 10 {
 		t.Fatal("want 10")
 	}
-	re := regexp.MustCompile(`^[0-9a-hjkmnp-tv-z]{4}-[0-9a-hjkmnp-tv-z]{4}-[0-9a-hjkmnp-tv-z]{4}$`)
+	re := regexp.MustCompile(`^[0-9a-hjkmnp-tv-z]{4}(-[0-9a-hjkmnp-tv-z]{4}){5}$`) // 24 symbols, 120 bits
 	seen := map[string]bool{}
 	for i, c := range codes {
 		if !re.MatchString(c) {

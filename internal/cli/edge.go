@@ -95,6 +95,15 @@ func redirectHandler(httpsPort string) http.Handler {
 		}
 		w.Header().Set("Cache-Control", "no-store")
 		w.Header().Set("Connection", "close")
+		// API clients are not redirected: a client that sent a token over
+		// plain HTTP must fail loudly, not be silently carried to HTTPS
+		// (ASVS V4.1.2). Only what a person types into a browser redirects.
+		if strings.HasPrefix(r.URL.Path, "/api/") {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.WriteHeader(http.StatusForbidden)
+			io.WriteString(w, "the API is served over https only\n")
+			return
+		}
 		if !redirectHost.MatchString(host) || r.URL.Path == "" || r.URL.Path[0] != '/' {
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 			w.WriteHeader(http.StatusBadRequest)

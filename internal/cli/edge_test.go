@@ -496,10 +496,13 @@ func TestEdgeHTTPRedirect(t *testing.T) {
 	_, httpsPort, _ := net.SplitHostPort(strings.TrimPrefix(s.base, "https://"))
 	plain := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }, Timeout: 10 * time.Second}
 	for _, c := range []struct{ method, path, host, want string }{
-		{"GET", "/api/v1/claims?status=paid", "claims.example.com", "https://claims.example.com:" + httpsPort + "/api/v1/claims?status=paid"},
-		{"POST", "/api/v1/auth/login", "localhost:8080", "https://localhost:" + httpsPort + "/api/v1/auth/login"},
+		// API requests are refused, never redirected: a token sent over
+		// plain HTTP must fail loudly (ASVS V4.1.2).
+		{"GET", "/api/v1/claims?status=paid", "claims.example.com", "403"},
+		{"POST", "/api/v1/auth/login", "localhost:8080", "403"},
 		{"GET", "/healthz", "[::1]:80", "https://[::1]:" + httpsPort + "/healthz"},
-		{"GET", "/api/v1/openapi.json", `evil.example/"><script>`, ""},
+		{"GET", "/", "claims.example.com", "https://claims.example.com:" + httpsPort + "/"},
+		{"GET", "/healthz", `evil.example/"><script>`, ""},
 	} {
 		req, _ := http.NewRequest(c.method, "http://"+m[1]+c.path, strings.NewReader(`{"email":"a@b.c","password":"x"}`))
 		req.Host = c.host
@@ -510,6 +513,10 @@ func TestEdgeHTTPRedirect(t *testing.T) {
 		body, _ := io.ReadAll(res.Body)
 		res.Body.Close()
 		switch {
+		case c.want == "403":
+			if res.StatusCode != 403 || res.Header.Get("Location") != "" {
+				t.Errorf("%s %s over plain HTTP: %d Location %q, want 403 and no redirect", c.method, c.path, res.StatusCode, res.Header.Get("Location"))
+			}
 		case c.want == "" && res.StatusCode != 400:
 			t.Errorf("bad Host %q: %d %v", c.host, res.StatusCode, res.Header)
 		case c.want != "" && (res.StatusCode != 308 || res.Header.Get("Location") != c.want):

@@ -289,3 +289,34 @@ func withField(m map[string]any, k string, v any) map[string]any {
 	out[k] = v
 	return out
 }
+
+// TestHiddenProbesAudited: a request for another customer's claim answers
+// 404 like a missing one, and the audit log records the probe as denied.
+func TestHiddenProbesAudited(t *testing.T) {
+	env := newEnv(t, store.SQLite)
+	mustRun(t, env, pw+"\n", "user", "create", "--email", "adm@example.com", "--role", "admin", "--password-stdin")
+	s := startServer(t, env)
+	for _, e := range []string{"own@example.com", "peek@example.com"} {
+		s.expect(s.do("POST", "/api/v1/auth/register", "", map[string]string{"email": e, "password": pw}), 202)
+	}
+	admin := s.adminSession("adm@example.com")
+	s.expect(s.do("POST", "/api/v1/policies", admin, map[string]any{"number": "P-HID", "productLine": "auto",
+		"effectiveDate": "2026-01-01", "expiryDate": "2026-12-31", "currency": "USD", "coverageLimit": "1000.00",
+		"holderEmail": "own@example.com"}), 201)
+	own, peek := s.login("own@example.com", pw), s.login("peek@example.com", pw)
+	id := s.expect(s.do("POST", "/api/v1/claims", own, map[string]any{"policyNumber": "P-HID", "type": "theft",
+		"incidentDate": "2026-02-01", "description": "bike", "currency": "USD", "submit": true,
+		"lines": []map[string]string{{"category": "property", "description": "bike", "amount": "100.00"}}}), 201).str("id")
+	s.expect(s.do("GET", "/api/v1/claims/"+id, peek, nil), 404)
+	s.expect(s.do("POST", "/api/v1/claims/"+id+"/withdraw", peek, nil), 404)
+	peekID := userID(t, s, "peek@example.com")
+	var denied int
+	for _, e := range s.expect(s.do("GET", "/api/v1/audit?object="+id+"&actor="+peekID, admin, nil), 200).items() {
+		if e["outcome"] == "denied" {
+			denied++
+		}
+	}
+	if denied != 2 {
+		t.Errorf("%d denied entries for the probes, want 2", denied)
+	}
+}

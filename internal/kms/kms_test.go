@@ -168,3 +168,24 @@ func TestFilesSourceRefusesLooseModes(t *testing.T) {
 		t.Fatalf("world-readable key accepted: %v", err)
 	}
 }
+
+// TestTransitRefusesRedirects: a Vault address that redirects (to steal
+// the token, or by misconfiguration) fails instead of being followed.
+func TestTransitRefusesRedirects(t *testing.T) {
+	var leaked atomic.Bool
+	thief := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-Vault-Token") != "" {
+			leaked.Store(true)
+		}
+	}))
+	defer thief.Close()
+	redirector := httptest.NewServer(http.RedirectHandler(thief.URL+"/v1/transit/encrypt/claims", http.StatusTemporaryRedirect))
+	defer redirector.Close()
+	tr := &kms.Transit{Addr: redirector.URL, Token: "s.secret", Mount: "transit", Key: "claims"}
+	if _, err := tr.Encrypt(context.Background(), []byte("k")); err == nil {
+		t.Fatal("Encrypt through a redirect succeeded")
+	}
+	if leaked.Load() {
+		t.Fatal("the token followed the redirect")
+	}
+}

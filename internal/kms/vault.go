@@ -51,7 +51,11 @@ func (t *Transit) call(ctx context.Context, op string, body, out any) error {
 	req.Header.Set("Content-Type", "application/json")
 	hc := t.HTTP
 	if hc == nil {
-		hc = &http.Client{Timeout: 15 * time.Second}
+		// Never follow redirects: a redirect could carry the token to
+		// another host (ASVS V15.3.2).
+		hc = &http.Client{Timeout: 15 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		}}
 	}
 	res, err := hc.Do(req)
 	if err != nil {

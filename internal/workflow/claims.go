@@ -117,18 +117,36 @@ func (s *Service) Claim(ctx context.Context, p claims.Principal, id claims.ID) (
 	if !claims.ValidID(string(id)) {
 		return claims.Claim{}, errClaimNotFound
 	}
-	var c claims.Claim
+	var (
+		c      claims.Claim
+		hidden bool
+	)
 	err := s.db.InTx(ctx, func(tx *store.Tx) error {
 		var err error
 		if c, err = tx.Claim(ctx, id); err != nil {
 			return err
 		}
 		if !access.CanReadClaim(p, c) {
+			hidden = true
 			return errClaimNotFound
 		}
 		return audit(withVia(ctx, access.ReadVia(p, c)), tx, p.UserID, "claim.read", "claim", string(c.ID), "ok", nil)
 	})
+	if hidden {
+		s.recordHidden(ctx, p, "claim.read", id)
+	}
 	return c, err
+}
+
+// recordHidden audits an attempt on a claim that exists but that the
+// principal may not see. The caller answered 404, exactly as for a missing
+// claim; the audit log still shows the probe (ASVS V16.3.2).
+func (s *Service) recordHidden(ctx context.Context, p claims.Principal, action string, id claims.ID) {
+	if e := s.db.InTx(ctx, func(tx *store.Tx) error {
+		return audit(ctx, tx, p.UserID, action, "claim", string(id), "denied", map[string]string{"reason": "not visible"})
+	}); e != nil {
+		s.log.ErrorContext(ctx, "audit hidden access", "err", e)
+	}
 }
 
 // History returns a readable claim's transitions.
@@ -136,18 +154,25 @@ func (s *Service) History(ctx context.Context, p claims.Principal, id claims.ID)
 	if !claims.ValidID(string(id)) {
 		return nil, errClaimNotFound
 	}
-	var out []claims.Transition
+	var (
+		out    []claims.Transition
+		hidden bool
+	)
 	err := s.db.Read(ctx, func(tx *store.Tx) error {
 		c, err := tx.Claim(ctx, id)
 		if err != nil {
 			return err
 		}
 		if !access.CanReadClaim(p, c) {
+			hidden = true
 			return errClaimNotFound
 		}
 		out, err = tx.Transitions(ctx, c.ID, c.HolderID)
 		return err
 	})
+	if hidden {
+		s.recordHidden(ctx, p, "claim.history_read", id)
+	}
 	return out, err
 }
 
@@ -252,8 +277,9 @@ func (s *Service) change(ctx context.Context, p claims.Principal, id claims.ID, 
 		return claims.Claim{}, errClaimNotFound
 	}
 	var (
-		c     claims.Claim
-		moved bool
+		c      claims.Claim
+		moved  bool
+		hidden bool
 	)
 	err := s.db.InTx(ctx, func(tx *store.Tx) error {
 		var err error
@@ -261,6 +287,7 @@ func (s *Service) change(ctx context.Context, p claims.Principal, id claims.ID, 
 			return err
 		}
 		if !access.CanReadClaim(p, c) {
+			hidden = true
 			return errClaimNotFound
 		}
 		if ifMatch != 0 && ifMatch != c.Version {
@@ -286,6 +313,9 @@ func (s *Service) change(ctx context.Context, p claims.Principal, id claims.ID, 
 		}
 		return audit(ctx, tx, p.UserID, action, "claim", string(c.ID), "ok", details)
 	})
+	if hidden {
+		s.recordHidden(ctx, p, action, id)
+	}
 	if err != nil {
 		return claims.Claim{}, err
 	}
