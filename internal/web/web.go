@@ -170,6 +170,11 @@ func DecodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 	if d := depth(body); d > MaxJSONDepth {
 		return claims.InvalidField("", "max_depth", "The JSON is nested deeper than %d levels.", MaxJSONDepth)
 	}
+	if key := duplicateKey(body); key != "" {
+		// encoding/json keeps the last of two equal keys; another parser
+		// (a proxy, a WAF) may keep the first. Refuse the ambiguity.
+		return claims.InvalidField(key, "duplicate_key", "%s appears more than once.", key)
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -254,4 +259,57 @@ func depth(b []byte) int {
 		}
 	}
 	return max
+}
+
+// duplicateKey returns the first object key that appears twice in the same
+// object of a JSON text (already checked for depth), or "".
+func duplicateKey(b []byte) string {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	type frame struct {
+		obj     bool
+		keys    map[string]bool
+		wantKey bool
+	}
+	var stack []*frame
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return "" // syntax errors are reported by the real decode
+		}
+		top := func() *frame {
+			if len(stack) == 0 {
+				return nil
+			}
+			return stack[len(stack)-1]
+		}
+		switch t := tok.(type) {
+		case json.Delim:
+			switch t {
+			case '{', '[':
+				if f := top(); f != nil && f.obj {
+					f.wantKey = true
+				}
+				stack = append(stack, &frame{obj: t == '{', keys: map[string]bool{}, wantKey: t == '{'})
+				continue
+			case '}', ']':
+				stack = stack[:len(stack)-1]
+				if f := top(); f != nil && f.obj {
+					f.wantKey = true
+				}
+				continue
+			}
+		case string:
+			if f := top(); f != nil && f.obj && f.wantKey {
+				if f.keys[t] {
+					return t
+				}
+				f.keys[t] = true
+				f.wantKey = false
+				continue
+			}
+		}
+		if f := top(); f != nil && f.obj {
+			f.wantKey = true
+		}
+	}
 }

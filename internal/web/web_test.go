@@ -74,6 +74,8 @@ func TestDecodeJSON(t *testing.T) {
 		{"syntax", "application/json", `{"name":`, claims.Invalid, "", "syntax"},
 		{"two values", "application/json", `{} {}`, claims.Invalid, "", "single_value"},
 		{"empty", "application/json", ``, claims.Invalid, "", "required"},
+		{"duplicate key", "application/json", `{"name":"a","count":1,"name":"admin"}`, claims.Invalid, "name", "duplicate_key"},
+		{"same key in sibling objects is fine", "application/json", `{"name":"a"}`, 0, "", ""},
 		{"deep", "application/json", strings.Repeat("[", 100) + strings.Repeat("]", 100), claims.Invalid, "", "max_depth"},
 		{"form body", "application/x-www-form-urlencoded", `name=a`, claims.UnsupportedMedia, "", ""},
 		{"too large", "application/json", `{"name":"` + strings.Repeat("a", MaxJSONBody) + `"}`, claims.TooLarge, "", ""},
@@ -145,5 +147,20 @@ func TestSecurityHeaders(t *testing.T) {
 	h.ServeHTTP(rec, httptest.NewRequest("TRACE", "/", nil))
 	if rec.Code != http.StatusMethodNotAllowed {
 		t.Errorf("TRACE answered %d", rec.Code)
+	}
+}
+
+func TestDuplicateKey(t *testing.T) {
+	for in, want := range map[string]string{
+		`{"a":{"x":1},"b":{"x":2}}`:             "",
+		`{"a":[{"x":1,"x":2}]}`:                 "x",
+		`{"a":"b","c":["a","a"]}`:               "",
+		`{"a":{"b":1},"a":2}`:                   "a",
+		`[{"k":1},{"k":2}]`:                     "",
+		`{"a":"x","b":{"c":[1,{"d":1,"d":1}]}}`: "d",
+	} {
+		if got := duplicateKey([]byte(in)); got != want {
+			t.Errorf("duplicateKey(%s) = %q, want %q", in, got, want)
+		}
 	}
 }

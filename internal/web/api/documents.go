@@ -159,7 +159,11 @@ func (h *Handler) documentContent(w http.ResponseWriter, r *http.Request) error 
 		return rerr
 	}
 	hd := w.Header()
-	hd.Set("Content-Type", d.ContentType)
+	ct := d.ContentType
+	if ct == "text/plain" {
+		ct += "; charset=utf-8" // never leave the charset to the browser's guess
+	}
+	hd.Set("Content-Type", ct)
 	hd.Set("Content-Disposition", files.ContentDisposition(d.Filename))
 	hd.Set("X-Content-Type-Options", "nosniff")
 	hd.Set("Content-Security-Policy", "sandbox; default-src 'none'; frame-ancestors 'none'")
