@@ -16,6 +16,7 @@ import (
 	"filippo.io/age"
 
 	"github.com/openclaims/claims/internal/seal"
+	"github.com/openclaims/claims/internal/files"
 	"github.com/openclaims/claims/internal/store"
 )
 
@@ -193,6 +194,24 @@ func Restore(ctx context.Context, r io.Reader, opt RestoreOptions) (Manifest, Re
 		return m, rep, err
 	}
 	progress(opt.Progress, "erasure register re-applied: %d entries, %d subjects erased again", len(all), rep.ReErased)
+	// Erased subjects' documents must not come back with the restore.
+	if dir := filepath.Join(opt.DataDir, "documents"); rep.Documents > 0 {
+		blobs, err := db.ErasedBlobs(ctx)
+		if err != nil {
+			return m, rep, err
+		}
+		lb, err := files.NewLocalBlobs(dir)
+		if err != nil {
+			return m, rep, err
+		}
+		defer lb.Close()
+		for _, b := range blobs {
+			if err := lb.Delete(ctx, b); err != nil {
+				return m, rep, fmt.Errorf("delete erased document %s: %w", b, err)
+			}
+		}
+		progress(opt.Progress, "erased documents removed: %d", len(blobs))
+	}
 	return m, rep, nil
 }
 

@@ -364,6 +364,12 @@ func TestDataProtection(t *testing.T) {
 		if gone.str("description") != store.ErasedText || gone.str("payable", "amount") != "800.00" || gone.str("status") != "approved" {
 			t.Errorf("claim after erasure: %s", gone.raw)
 		}
+		// Her documents' content is gone too (per-file keys, not the
+		// subject key): the download is refused and no blob is left.
+		s.expect(s.do("GET", "/api/v1/claims/"+claimID+"/documents/"+doc.str("id")+"/content", proc, nil), 404)
+		if n := countBlobs(t, filepath.Join(dataDir, "documents")); n != 0 {
+			t.Errorf("%d document blobs left after erasure", n)
+		}
 		if out := mustRun(t, env, "", "audit", "verify"); !strings.Contains(out, "intact") {
 			t.Errorf("audit verify after erasure: %s", out)
 		}
@@ -390,6 +396,9 @@ func TestDataProtection(t *testing.T) {
 		out := mustRun(t, envB, "", "backup", "restore", bk1, "--identity", idFile, "--data-dir", envB["CLAIMS_DATA_DIR"], "--keys-dir", keysDir)
 		if !strings.Contains(out, "1 subjects erased again") {
 			t.Errorf("restore: %s", out)
+		}
+		if n := countBlobs(t, filepath.Join(envB["CLAIMS_DATA_DIR"], "documents")); n != 0 {
+			t.Errorf("the restore brought back %d erased document blobs", n)
 		}
 		resB := openInstallation(t, (&cfgURL{envB}).target(), keysDir)
 		err = resB.Read(context.Background(), func(tx *store.Tx) error {
@@ -441,7 +450,9 @@ func TestDataProtection(t *testing.T) {
 		if got := s2.expect(s2.do("GET", "/api/v1/claims/"+claimID, proc2, nil), 200); got.str("payable", "amount") != "800.00" {
 			t.Errorf("claim after rotation: %s", got.raw)
 		}
-		s2.expect(s2.do("GET", "/api/v1/claims/"+claimID+"/documents/"+doc.str("id")+"/content", proc2, nil), 200)
+		// Her document was erased with her (rotation of document keys is
+		// covered by the store's rotation test).
+		s2.expect(s2.do("GET", "/api/v1/claims/"+claimID+"/documents/"+doc.str("id")+"/content", proc2, nil), 404)
 		mustRun(t, env, "", "keys", "retire", "k1")
 		if _, err := os.Stat(filepath.Join(keysDir, "kek-k1.key")); err == nil {
 			t.Error("retired KEK file still there")
@@ -526,3 +537,17 @@ func reencryptTampered(t *testing.T, file string, id *age.X25519Identity) string
 }
 
 var _ = sql.ErrNoRows
+
+// countBlobs counts the blob files under a documents folder (not temp
+// files).
+func countBlobs(t *testing.T, dir string) int {
+	t.Helper()
+	n := 0
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && !strings.Contains(d.Name(), ".tmp") && !strings.HasPrefix(d.Name(), ".") {
+			n++
+		}
+		return nil
+	})
+	return n
+}

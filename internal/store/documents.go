@@ -18,6 +18,10 @@ const (
 	DocumentPendingScan DocumentStatus = "pending_scan"
 	DocumentClean       DocumentStatus = "clean"
 	DocumentQuarantined DocumentStatus = "quarantined"
+	// DocumentErased: the policyholder was erased; the content is deleted
+	// (right away, and by the sweeper should that fail or a restore bring
+	// the blob back) and only the row's non-personal metadata remains.
+	DocumentErased DocumentStatus = "erased"
 )
 
 // Document is one file attached to a claim. Its content is in the blob
@@ -255,9 +259,88 @@ func (tx *Tx) PendingDocuments(ctx context.Context, now time.Time, limit int) ([
 // content or its kept original): the sweeper's test for orphans.
 func (tx *Tx) BlobRecorded(ctx context.Context, blobID string) (bool, error) {
 	var n int
-	err := tx.queryRow(ctx, `SELECT COUNT(*) FROM documents WHERE blob_id = ? OR original_blob_id = ?`, blobID, blobID).Scan(&n)
+	// An erased subject's blobs count as unknown, so the sweeper removes
+	// them.
+	err := tx.queryRow(ctx, `SELECT COUNT(*) FROM documents WHERE (blob_id = ? OR original_blob_id = ?) AND status <> ?`,
+		blobID, blobID, string(DocumentErased)).Scan(&n)
 	if err != nil {
 		return false, fmt.Errorf("blob lookup: %w", err)
 	}
 	return n > 0, nil
+}
+
+// EraseDocuments marks every document of holder erased and returns the
+// blobs to delete.
+func (tx *Tx) EraseDocuments(ctx context.Context, holder claims.ID) ([]string, error) {
+	rows, err := tx.query(ctx, `SELECT blob_id, original_blob_id FROM documents WHERE holder_id = ? AND status <> ?`,
+		holder, string(DocumentErased))
+	if err != nil {
+		return nil, fmt.Errorf("documents of %s: %w", holder, err)
+	}
+	var blobs []string
+	for rows.Next() {
+		var b string
+		var orig sql.NullString
+		if err := rows.Scan(&b, &orig); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		blobs = append(blobs, b)
+		if orig.Valid {
+			blobs = append(blobs, orig.String)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if _, err := tx.exec(ctx, `UPDATE documents SET status = ? WHERE holder_id = ?`, string(DocumentErased), holder); err != nil {
+		return nil, fmt.Errorf("erase documents of %s: %w", holder, err)
+	}
+	return blobs, nil
+}
+
+// HolderBlobs returns every blob of holder's documents.
+func (tx *Tx) HolderBlobs(ctx context.Context, holder claims.ID) ([]string, error) {
+	rows, err := tx.query(ctx, `SELECT blob_id, original_blob_id FROM documents WHERE holder_id = ?`, holder)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var blobs []string
+	for rows.Next() {
+		var b string
+		var orig sql.NullString
+		if err := rows.Scan(&b, &orig); err != nil {
+			return nil, err
+		}
+		blobs = append(blobs, b)
+		if orig.Valid {
+			blobs = append(blobs, orig.String)
+		}
+	}
+	return blobs, rows.Err()
+}
+
+// ErasedBlobs returns the blobs of every erased document (for a restore,
+// which must not bring their content back).
+func (db *DB) ErasedBlobs(ctx context.Context) ([]string, error) {
+	rows, err := db.ro.QueryContext(ctx, db.rebind(`SELECT blob_id, original_blob_id FROM documents WHERE status = ?`), string(DocumentErased))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var blobs []string
+	for rows.Next() {
+		var b string
+		var orig sql.NullString
+		if err := rows.Scan(&b, &orig); err != nil {
+			return nil, err
+		}
+		blobs = append(blobs, b)
+		if orig.Valid {
+			blobs = append(blobs, orig.String)
+		}
+	}
+	return blobs, rows.Err()
 }

@@ -142,6 +142,13 @@ func (tx *Tx) EraseSubject(ctx context.Context, holder, user claims.ID) error {
 		return fmt.Errorf("erase holder %s: %w", holder, err)
 	}
 	tx.keyCache()[holder] = nil
+	// Documents (medical records, photos) are encrypted under per-file
+	// keys, not the subject key: mark them erased so their content is
+	// deleted (DeleteErasedBlobs right after commit; the sweeper catches
+	// whatever that misses or a restore brings back).
+	if _, err := tx.EraseDocuments(ctx, holder); err != nil {
+		return err
+	}
 	if user != "" {
 		if err := tx.eraseUser(ctx, user); err != nil {
 			return err

@@ -429,6 +429,8 @@ func (s *Service) OpenDocument(ctx context.Context, p claims.Principal, claimID,
 		}
 		switch d.Status {
 		case store.DocumentClean:
+		case store.DocumentErased:
+			return claims.Errorf(claims.NotFound, "This document was erased with its policyholder's personal data.")
 		case store.DocumentQuarantined:
 			return &claims.Error{Kind: claims.Conflict, Message: "This document was quarantined by the virus scanner and cannot be downloaded.",
 				Extra: map[string]any{"status": string(d.Status)}}

@@ -79,7 +79,10 @@ func (s *Service) ErasureRequests(ctx context.Context, p claims.Principal, statu
 // sessions ended, and the erasure registered and audited. Amounts,
 // decisions, statuses and the audit chain remain.
 func (s *Service) ApproveErasure(ctx context.Context, p claims.Principal, id claims.ID) (store.ErasureRequest, error) {
-	var r store.ErasureRequest
+	var (
+		r     store.ErasureRequest
+		blobs []string
+	)
 	if err := access.Require(p, access.UsersManage); err != nil {
 		return r, err
 	}
@@ -116,6 +119,9 @@ func (s *Service) ApproveErasure(ctx context.Context, p claims.Principal, id cla
 				return claims.Errorf(claims.Forbidden, "You cannot erase an account whose role is at or above your own.")
 			}
 		}
+		if blobs, err = tx.HolderBlobs(ctx, r.HolderID); err != nil {
+			return err
+		}
 		if err := tx.EraseSubject(ctx, r.HolderID, r.UserID); err != nil {
 			return err
 		}
@@ -126,6 +132,9 @@ func (s *Service) ApproveErasure(ctx context.Context, p claims.Principal, id cla
 		return audit(ctx, tx, p.UserID, "subject.erased", "policyholder", string(r.HolderID), "ok",
 			map[string]string{"request": string(r.ID), "user": string(r.UserID)})
 	})
+	if err == nil {
+		s.deleteBlobs(ctx, blobs)
+	}
 	return r, err
 }
 
@@ -141,4 +150,17 @@ func itoa(n int) string {
 		n /= 10
 	}
 	return string(b[i:])
+}
+
+// deleteBlobs removes erased documents' content now; what fails here is
+// removed by the sweeper, which treats erased documents' blobs as orphans.
+func (s *Service) deleteBlobs(ctx context.Context, blobs []string) {
+	if s.docs.pipe == nil {
+		return
+	}
+	for _, b := range blobs {
+		if err := s.docs.pipe.Delete(ctx, b); err != nil {
+			s.log.WarnContext(ctx, "delete erased document", "err", err)
+		}
+	}
 }
