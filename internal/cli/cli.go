@@ -32,7 +32,8 @@ type command struct {
 var commands = []command{
 	{"serve", "run the HTTPS server", serve},
 	{"migrate", "apply database migrations and report the version", migrate},
-	{"user", "create accounts: user create --email E --role R --password-stdin", user},
+	{"user", "accounts: user create|list|disable|enable|unlock|logout|reset-mfa|set-role|set-authority", user},
+	{"role", "roles: role list | role put NAME --base ROLE --permissions a,b", role},
 	{"import", "import a public claims dataset: import auto-claims|vehicle-claims FILE", importCmd},
 	{"audit", "check the audit log: audit verify", auditCmd},
 	{"keys", "manage keys: keys status|rotate|reencrypt|retire|generate|rotate-signing", keys},

@@ -29,8 +29,11 @@ func printConfig(ctx context.Context, env Env, args []string) error {
 }
 
 func user(ctx context.Context, env Env, args []string) error {
-	if len(args) == 0 || args[0] != "create" {
-		fmt.Fprintln(env.Stderr, "usage: claims user create --email E --role R --password-stdin")
+	if len(args) > 0 && args[0] != "create" {
+		return userAdmin(ctx, env, args) // useradmin.go
+	}
+	if len(args) == 0 {
+		fmt.Fprintln(env.Stderr, userUsage)
 		return errUsage
 	}
 	f := newFlags("user create", env)

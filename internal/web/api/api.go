@@ -8,6 +8,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -266,8 +267,16 @@ func (h *Handler) me(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	d := userDTO{ID: string(u.ID), Email: u.Email, Role: string(u.Role)}
-	for _, perm := range access.Permissions(u.Role) {
-		d.Permissions = append(d.Permissions, string(perm))
+	// The effective permissions: role, custom role and live delegations.
+	if p.Grants != nil {
+		for name := range p.Grants {
+			d.Permissions = append(d.Permissions, name)
+		}
+		slices.Sort(d.Permissions)
+	} else {
+		for _, perm := range access.Permissions(u.Role) {
+			d.Permissions = append(d.Permissions, string(perm))
+		}
 	}
 	return web.WriteJSON(w, http.StatusOK, d)
 }
