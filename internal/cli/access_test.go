@@ -206,6 +206,9 @@ func TestAccessControlFeatures(t *testing.T) {
 				"address": planted[6], "dateOfBirth": "1971-02-03"}}), 201)
 		s.expect(s.do("POST", "/api/v1/auth/register", "", map[string]string{"email": planted[2], "password": pw, "fullName": planted[0]}), 202)
 		cust := s.login(planted[2], pw)
+		// The policy was recorded under this email before the account
+		// existed: the owner links it with the code mailed to the address.
+		s.expect(s.do("POST", "/api/v1/me/link-policyholder", cust, map[string]string{"token": linkCode(t, w.env, planted[2])}), 204)
 		s.expect(s.do("POST", "/api/v1/claims", cust, map[string]any{"policyNumber": "POL-PLANT", "type": "collision",
 			"incidentDate": "2026-05-05", "description": planted[3], "location": planted[6], "currency": "USD", "submit": true,
 			"lines": []map[string]string{{"category": "vehicle", "description": planted[4], "amount": "1234.00"}}}), 201)

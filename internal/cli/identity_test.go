@@ -302,3 +302,58 @@ func TestLoginThrottlePerAddress(t *testing.T) {
 		t.Errorf("statuses %v: want three 401s, then 429s despite rotating X-Forwarded-For", got)
 	}
 }
+
+// TestPolicyTakeoverByRegistration: a policy an admin recorded for an email
+// with no account is not handed to whoever registers that email first; the
+// owner links it with the code mailed to the address.
+func TestPolicyTakeoverByRegistration(t *testing.T) {
+	env := newEnv(t, store.SQLite)
+	mustRun(t, env, pw+"\n", "user", "create", "--email", "adm@example.com", "--role", "admin", "--password-stdin")
+	s := startServer(t, env)
+	admin := s.adminSession("adm@example.com")
+	s.expect(s.do("POST", "/api/v1/policies", admin, map[string]any{"number": "AUTO-5006", "productLine": "auto",
+		"effectiveDate": "2026-01-01", "expiryDate": "2026-12-31", "currency": "USD", "coverageLimit": "1000.00",
+		"holder": map[string]string{"email": "frank@example.com", "fullName": "Frank Real", "nationalId": "123-45-6789"}}), 201)
+
+	// Someone registers Frank's address first: they see nothing of his.
+	s.expect(s.do("POST", "/api/v1/auth/register", "", map[string]string{"email": "frank@example.com", "password": pw}), 202)
+	tok := s.login("frank@example.com", pw)
+	if n := len(s.expect(s.do("GET", "/api/v1/policies", tok, nil), 200).items()); n != 0 {
+		t.Fatalf("a fresh registration sees %d of the address's policies", n)
+	}
+	exp := s.expect(s.do("GET", "/api/v1/me/export", tok, nil), 200)
+	if strings.Contains(string(exp.raw), "Frank Real") || strings.Contains(string(exp.raw), "123-45-6789") {
+		t.Fatalf("a fresh registration exports the address's personal data: %s", exp.raw)
+	}
+	s.expect(s.do("POST", "/api/v1/me/link-policyholder", tok, map[string]string{"token": "guessed"}), 400)
+
+	// The code went to the address (the outbox); with it the owner links.
+	out := mustRun(t, env, "", "outbox")
+	m := regexp.MustCompile(`link-policyholder with this code within 7 days: (\S+)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no link code in the outbox:\n%s", out)
+	}
+	s.expect(s.do("POST", "/api/v1/me/link-policyholder", tok, map[string]string{"token": m[1]}), 204)
+	if n := len(s.expect(s.do("GET", "/api/v1/policies", tok, nil), 200).items()); n != 1 {
+		t.Fatalf("after linking: %d policies, want 1", n)
+	}
+	s.expect(s.do("POST", "/api/v1/me/link-policyholder", tok, map[string]string{"token": m[1]}), 400) // once
+}
+
+// linkCode reads the policyholder link code mailed to email from the outbox.
+func linkCode(t *testing.T, env map[string]string, email string) string {
+	t.Helper()
+	out := mustRun(t, env, "", "outbox")
+	var code string
+	for _, msg := range strings.Split(out, "--- ")[1:] {
+		if strings.Contains(msg, "link_policyholder to "+email) {
+			if m := regexp.MustCompile(`within 7 days: (\S+)`).FindStringSubmatch(msg); m != nil {
+				code = m[1]
+			}
+		}
+	}
+	if code == "" {
+		t.Fatalf("no link code for %s in the outbox:\n%s", email, out)
+	}
+	return code
+}

@@ -139,6 +139,10 @@ var matrix = []matrixRow{
 	}},
 	{route: "POST /api/v1/sessions/end-others", want: "U A A A A A A A A A A A A", build: at("/api/v1/sessions/end-others")},
 	{route: "GET /api/v1/me/access-log", want: "U A A A A A A A A A A A A", build: at("/api/v1/me/access-log")},
+	// Anyone signed in may present a link code; a wrong one is a 400.
+	{route: "POST /api/v1/me/link-policyholder", want: "U A A A A A A A A A A A A", build: func(w *world, who string) mreq {
+		return mreq{path: "/api/v1/me/link-policyholder", body: map[string]string{"token": "not-a-code"}}
+	}},
 	{route: "GET /api/v1/delegations", want: "U A A A A A A A A A A A A", build: at("/api/v1/delegations")},
 	{route: "POST /api/v1/delegations", want: "U A A A A A A A A A A A A", build: func(w *world, who string) mreq {
 		return mreq{path: "/api/v1/delegations", body: w.delegationBody("claims.create", 24*time.Hour)}

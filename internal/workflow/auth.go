@@ -86,31 +86,33 @@ func (s *Service) createUser(ctx context.Context, actor claims.ID, email, passwo
 			return err
 		}
 		if role == claims.RoleCustomer {
-			ids, err := tx.HoldersByEmail(ctx, email)
+			// Every customer is a data subject with a holder record of their
+			// own from the start, so their personal data has its own key.
+			h := claims.Policyholder{ID: claims.NewID(), UserID: u.ID, FullName: claims.Secret(name)}
+			if err := tx.InsertHolder(ctx, h, "", ""); err != nil {
+				return err
+			}
+			u.HolderID = h.ID
+			if err := tx.LinkHolderUser(ctx, h.ID, u.ID); err != nil {
+				return err
+			}
+			// Policies an admin or an import recorded under this email are
+			// NOT linked on say-so: whoever registers first would get them.
+			// A single-use code goes to the address instead; only its owner
+			// can link them (ConfirmEmailLink).
+			ids, err := tx.UnlinkedHoldersByEmail(ctx, email)
 			if err != nil {
 				return err
 			}
-			if len(ids) == 1 {
-				h, err := tx.Holder(ctx, ids[0])
-				if err != nil {
+			for _, id := range ids {
+				token, hash := auth.NewOpaqueToken()
+				if err := tx.InsertEmailLink(ctx, hash, u.ID, id, tx.Now().Add(7*24*time.Hour)); err != nil {
 					return err
 				}
-				if h.UserID == "" {
-					u.HolderID = h.ID
-					if err := tx.LinkHolderUser(ctx, h.ID, u.ID); err != nil {
-						return err
-					}
-				}
-			}
-			if u.HolderID == "" {
-				// Every customer is a data subject with a holder record, so
-				// their personal data has a key of its own from the start.
-				h := claims.Policyholder{ID: claims.NewID(), UserID: u.ID, FullName: claims.Secret(name), Email: claims.Secret(email)}
-				if err := tx.InsertHolder(ctx, h, "", ""); err != nil {
-					return err
-				}
-				u.HolderID = h.ID
-				if err := tx.LinkHolderUser(ctx, h.ID, u.ID); err != nil {
+				body := "Policies are recorded under this email address. To see them in your claims account, sign in and\n" +
+					"POST /api/v1/me/link-policyholder with this code within 7 days: " + token + "\n" +
+					"If you did not create an account, ignore this message: nothing is linked without the code.\n"
+				if err := tx.InsertMail(ctx, store.Mail{ID: claims.NewID(), Kind: "link_policyholder", To: email, Body: body}); err != nil {
 					return err
 				}
 			}
@@ -320,4 +322,25 @@ func baseRole(ctx context.Context, tx *store.Tx, r claims.Role) (claims.Role, er
 		return "", fmt.Errorf("resolve role %q: %w", r, err)
 	}
 	return c.Base, nil
+}
+
+// ConfirmEmailLink links the principal's account to the policyholder record
+// a mailed code names: proof that they own the email it was recorded under.
+func (s *Service) ConfirmEmailLink(ctx context.Context, p claims.Principal, token string) error {
+	if p.IsZero() {
+		return claims.Errorf(claims.Unauthenticated, "Sign in first.")
+	}
+	if token == "" || len(token) > 200 {
+		return claims.InvalidField("token", "valid", "The link code is invalid or has expired.")
+	}
+	return s.db.InTx(ctx, func(tx *store.Tx) error {
+		holder, err := tx.UseEmailLink(ctx, auth.HashOpaque(token), p.UserID)
+		if err != nil {
+			return err
+		}
+		if err := tx.MoveUserToHolder(ctx, p.UserID, holder); err != nil {
+			return err
+		}
+		return audit(ctx, tx, p.UserID, "user.policyholder_linked", "policyholder", string(holder), "ok", nil)
+	})
 }

@@ -269,3 +269,19 @@ func (h *Handler) trainingClaims(w http.ResponseWriter, r *http.Request) error {
 	}
 	return web.WriteJSON(w, http.StatusOK, out)
 }
+
+type linkRequest struct {
+	Token string `json:"token"`
+}
+
+func (h *Handler) linkPolicyholder(w http.ResponseWriter, r *http.Request) error {
+	var req linkRequest
+	if err := web.DecodeJSON(w, r, &req); err != nil {
+		return err
+	}
+	if err := h.flow.ConfirmEmailLink(r.Context(), principal(r), req.Token); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}

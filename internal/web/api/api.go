@@ -125,6 +125,7 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	private("POST", "/api/v1/users", h.inviteUser)
 	private("PUT", "/api/v1/users/{id}/authority-limit", h.setAuthority)
 	private("GET", "/api/v1/me/access-log", h.accessLog)
+	private("POST", "/api/v1/me/link-policyholder", h.linkPolicyholder)
 	private("GET", "/api/v1/training/claims", h.trainingClaims)
 
 	// Live updates (docs/live.md): the socket authenticates itself (its

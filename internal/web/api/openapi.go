@@ -73,6 +73,7 @@ var operations = map[string]op{
 	"POST /api/v1/users":                        {summary: "Invite a user: the account gets a reset link, nobody sets its password (users.manage; staff roles need roles.assign and step-up).", request: "Invite", response: "AdminUser", status: "201"},
 	"PUT /api/v1/users/{id}/authority-limit":    {summary: "Set or clear (null) a user's monetary authority in minor units (roles.assign, step-up).", request: "Authority", status: "204"},
 	"GET /api/v1/me/access-log":                 {summary: "Who (by role) accessed the caller's claims, and why.", response: "AccessList", status: "200"},
+	"POST /api/v1/me/link-policyholder":         {summary: "Link the policies recorded under your email, with the single-use code mailed to it at registration.", request: "LinkCode", status: "204"},
 	"GET /api/v1/training/claims":               {summary: "Pseudonymized claims for model work (training_data.export): no personal data.", response: "TrainingList", status: "200", params: []string{"cursor", "limit"}},
 
 	// Data subject rights (docs/data-protection.md).
@@ -135,6 +136,7 @@ var schemas = map[string]any{
 	"Invite":         obj(map[string]any{"email": str, "role": str}, "email", "role"),
 	"AccessEntry":    obj(map[string]any{"at": stamp_, "actorRole": str, "action": str, "claimId": str, "purpose": str}),
 	"AccessList":     list("AccessEntry"),
+	"LinkCode":       obj(map[string]any{"token": str}, "token"),
 	"Training":       obj(map[string]any{"pseudonym": str, "holderPseudonym": str, "productLine": str, "type": str, "incidentMonth": str, "reportDelayDays": integer, "total": ref("Money"), "payable": ref("Money"), "lines": integer, "categories": arr(str), "status": str, "flags": arr(str), "label": str}),
 	"TrainingList":   list("Training"),
 	"MFALogin":       obj(map[string]any{"mfa_token": str, "code": str, "recovery_code": str}, "mfa_token"),
