@@ -15,8 +15,8 @@ import (
 
 	"filippo.io/age"
 
-	"github.com/openclaims/claims/internal/seal"
 	"github.com/openclaims/claims/internal/files"
+	"github.com/openclaims/claims/internal/seal"
 	"github.com/openclaims/claims/internal/store"
 )
 

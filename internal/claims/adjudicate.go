@@ -56,7 +56,7 @@ func Adjudicate(c Claim, p Policy, used PeriodUsage, overrides []LineOverride, o
 	for _, l := range c.Lines {
 		ld := LineDecision{LineID: l.ID, Seq: l.Seq, Submitted: l.Amount, Eligible: l.Amount,
 			DeductibleApplied: Zero(cur), CoinsuranceApplied: Zero(cur), LimitApplied: Zero(cur), Benefit: Zero(cur)}
-		key := LineKey(l)
+		key := LineKey(l, c.IncidentDate)
 		o := byLine[l.ID]
 		switch {
 		case outcome == OutcomeDeny:
@@ -65,7 +65,9 @@ func Adjudicate(c Claim, p Policy, used PeriodUsage, overrides []LineOverride, o
 		case o.Exclude || !p.ProductLine.Covers(l.Category):
 			ld.Eligible = Zero(cur)
 			ld.Reasons = append(ld.Reasons, ReasonNotCovered)
-		case seen[key] || used.PaidLines[key]:
+		// A processor who states an allowed amount has judged the line
+		// themselves: that overrides the duplicate heuristic.
+		case o.Allowed == nil && (seen[key] || used.PaidLines[key]):
 			ld.Eligible = Zero(cur)
 			ld.Reasons = append(ld.Reasons, ReasonDuplicate)
 		case o.Allowed != nil && o.Allowed.Minor < l.Amount.Minor:

@@ -225,3 +225,29 @@ func FuzzAdjudicateSums(f *testing.F) {
 		}
 	})
 }
+
+// TestDuplicateUsesIncidentDate: lines without a service date on claims
+// for different incidents are not duplicates; a processor's allowed amount
+// overrides the duplicate heuristic.
+func TestDuplicateUsesIncidentDate(t *testing.T) {
+	p := testPolicy("10000.00", "0", 10000)
+	first := Claim{ID: "c1", IncidentDate: NewDate(2026, 8, 1), Total: usd("4500.00"),
+		Lines: []LineItem{{ID: "a", Seq: 1, Category: "vehicle", Amount: usd("4500.00")}}}
+	used := PeriodUsage{Paid: usd("4500.00"), DeductibleApplied: usd("0"),
+		PaidLines: map[string]bool{LineKey(first.Lines[0], first.IncidentDate): true}}
+	second := first
+	second.ID, second.IncidentDate = "c2", NewDate(2026, 8, 2)
+	d, err := Adjudicate(second, p, used, nil, OutcomeApprove)
+	if err != nil || d.Payable.Decimal() != "4500.00" {
+		t.Fatalf("different incident: payable %s, %v", d.Payable.Decimal(), err)
+	}
+	same := first
+	same.ID = "c3"
+	if d, _ := Adjudicate(same, p, used, nil, OutcomeApprove); d.Payable.Minor != 0 {
+		t.Fatalf("same incident, same line: payable %s, want 0 (duplicate)", d.Payable.Decimal())
+	}
+	allowed := usd("4500.00")
+	if d, _ := Adjudicate(same, p, used, []LineOverride{{LineID: "a", Allowed: &allowed}}, OutcomeApprove); d.Payable.Decimal() != "4500.00" {
+		t.Fatalf("processor override: payable %s", d.Payable.Decimal())
+	}
+}

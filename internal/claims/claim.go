@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -166,8 +167,12 @@ func ValidateText(v *Validation, field, s string, max int, required bool) {
 		return
 	}
 	for _, r := range s {
-		if r < 0x20 && r != '\n' && r != '\t' && r != '\r' || r == 0x7f {
+		if r < 0x20 && r != '\n' && r != '\t' && r != '\r' || r == 0x7f || r >= 0x80 && r <= 0x9f {
 			v.Add(field, "control_character", "%s must not contain control characters.", field)
+			return
+		}
+		if isBidiControl(r) {
+			v.Add(field, "bidi_control", "%s must not contain invisible text-direction characters.", field)
 			return
 		}
 	}
@@ -186,12 +191,13 @@ func LooksLikeCardNumber(s string) bool {
 		defer func() { digits = digits[:0] }()
 		return len(digits) >= 13 && len(digits) <= 19 && luhn(digits)
 	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
+	// Any Unicode decimal digit counts (full-width ４ is a 4 to a person),
+	// and spaces, dashes and dots may separate groups.
+	for _, r := range s {
 		switch {
-		case c >= '0' && c <= '9':
-			digits = append(digits, c)
-		case (c == ' ' || c == '-') && len(digits) > 0:
+		case unicode.IsDigit(r):
+			digits = append(digits, byte('0'+digitValue(r)))
+		case (r == ' ' || r == '-' || r == '.' || r == '\u00a0' || r == '\u3000') && len(digits) > 0:
 			// separators inside a number
 		default:
 			if len(digits) >= 13 && flush() {
@@ -229,7 +235,9 @@ func (in NewClaimInput) Validate(today Date) error {
 	}
 	if in.IncidentDate.IsZero() {
 		v.Add("incidentDate", "required", "incidentDate is required (YYYY-MM-DD).")
-	} else if in.IncidentDate.After(today) {
+	} else if in.IncidentDate.After(today.AddDays(1)) {
+		// today is the server's UTC date; a customer east of UTC may
+		// already be a day ahead.
 		v.Add("incidentDate", "not_future", "incidentDate must not be in the future.")
 	}
 	ValidateText(&v, "description", in.Description, MaxDescriptionRunes, true)
@@ -351,4 +359,22 @@ type Event struct {
 	AssigneeID ID
 	Status     Status
 	At         time.Time
+}
+
+// digitValue returns the value of a Unicode decimal digit: decimal digits
+// come in contiguous runs of ten starting at a code point whose value is 0.
+func digitValue(r rune) int {
+	for z := r; z > r-10; z-- {
+		if !unicode.IsDigit(z - 1) {
+			return int(r - z)
+		}
+	}
+	return int(r-'0') % 10
+}
+
+// bidiControls are the invisible characters that reorder text: in a
+// description or message they can make what a processor reads differ from
+// what was written.
+func isBidiControl(r rune) bool {
+	return r >= 0x202a && r <= 0x202e || r >= 0x2066 && r <= 0x2069 || r == 0x200e || r == 0x200f || r == 0x061c
 }

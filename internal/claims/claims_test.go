@@ -25,6 +25,8 @@ func TestParseMoney(t *testing.T) {
 		{"1,000.00", "USD", 0, false},
 		{"", "USD", 0, false},
 		{"12.", "USD", 0, false},
+		{"+5.00", "USD", 0, false},
+		{" 5.00", "USD", 0, false},
 		{"500", "JPY", 500, true},
 		{"5.5", "JPY", 0, false},
 		{"1.234", "BHD", 1234, true},
@@ -96,7 +98,7 @@ func TestValidateNewClaim(t *testing.T) {
 		field string
 		rule  string
 	}{
-		{"future incident", func(in *NewClaimInput) { in.IncidentDate = NewDate(2026, 6, 2) }, "incidentDate", "not_future"},
+		{"future incident", func(in *NewClaimInput) { in.IncidentDate = NewDate(2026, 6, 3) }, "incidentDate", "not_future"},
 		{"no lines", func(in *NewClaimInput) { in.Lines = nil }, "lines", "required"},
 		{"zero amount", func(in *NewClaimInput) { in.Lines[0].Amount = usd("0") }, "lines[0].amount", "positive"},
 		{"negative amount", func(in *NewClaimInput) { in.Lines[0].Amount = usd("-1") }, "lines[0].amount", "positive"},
@@ -104,6 +106,7 @@ func TestValidateNewClaim(t *testing.T) {
 		{"long description", func(in *NewClaimInput) { in.Description = strings.Repeat("é", MaxDescriptionRunes+1) }, "description", "max_length"},
 		{"card number", func(in *NewClaimInput) { in.Description = "pay to 4111 1111 1111 1111 please" }, "description", "no_card_number"},
 		{"control char", func(in *NewClaimInput) { in.Location = "a\x00b" }, "location", "control_character"},
+		{"bidi override", func(in *NewClaimInput) { in.Description = "invoice \u202Egpj.exe" }, "description", "bidi_control"},
 		{"bad type", func(in *NewClaimInput) { in.Type = "alien" }, "type", "enum"},
 		{"bad category", func(in *NewClaimInput) { in.Lines[0].Category = "spa" }, "lines[0].category", "enum"},
 		{"currency mismatch", func(in *NewClaimInput) { in.Lines[0].Amount = MustMoney("1", "EUR") }, "lines[0].amount", "currency"},
@@ -159,6 +162,8 @@ func TestCardNumbers(t *testing.T) {
 	for s, want := range map[string]bool{
 		"4111111111111111": true, "4111-1111-1111-1111": true, "card 5500 0000 0000 0004 ok": true,
 		"policy 123456": false, "4111111111111112": false, "phone 555-123-4567": false,
+		"４１１１１１１１１１１１１１１１": true, "4.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1": true, "4111\u00a01111\u00a01111\u00a01111": true,
+		"v1.2.3 build 2026.12.03": false,
 	} {
 		if got := LooksLikeCardNumber(s); got != want {
 			t.Errorf("LooksLikeCardNumber(%q) = %v, want %v", s, got, want)

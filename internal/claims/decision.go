@@ -71,7 +71,13 @@ type PeriodUsage struct {
 	PaidLines map[string]bool
 }
 
-// LineKey identifies a line for duplicate detection.
-func LineKey(l LineItem) string {
-	return l.Category + "|" + l.ServiceDate.String() + "|" + l.Amount.String()
+// LineKey identifies a line for duplicate detection: category, date and
+// amount. A line without a service date takes its claim's incident date,
+// so the same repair billed for two different incidents isn't a duplicate.
+func LineKey(l LineItem, incident Date) string {
+	d := l.ServiceDate
+	if d.IsZero() {
+		d = incident
+	}
+	return l.Category + "|" + d.String() + "|" + l.Amount.String()
 }

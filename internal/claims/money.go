@@ -51,12 +51,10 @@ func ParseMoney(s, code string) (Money, error) {
 	if !ok {
 		return Money{}, fmt.Errorf("unknown currency %q", code)
 	}
-	s = strings.TrimSpace(s)
+	// One canonical form: no spaces, no plus sign (the API's pattern).
 	neg := false
 	if strings.HasPrefix(s, "-") {
 		neg, s = true, s[1:]
-	} else if strings.HasPrefix(s, "+") {
-		s = s[1:]
 	}
 	whole, frac, hasDot := strings.Cut(s, ".")
 	if whole == "" && (!hasDot || frac == "") {

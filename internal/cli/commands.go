@@ -60,7 +60,7 @@ func user(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	defer a.Close()
-	u, err := a.flow.CreateUser(ctx, "", *email, password, claims.Role(*role))
+	u, err := a.flow.CreateUser(ctx, "cli", *email, password, claims.Role(*role))
 	if err != nil {
 		return explain(err)
 	}

@@ -373,6 +373,10 @@ func TestEndToEnd(t *testing.T) {
 		if d3.str("status") != "denied" || d3.str("payable", "amount") != "0.00" {
 			t.Errorf("appeal decision: %s", d3.raw)
 		}
+		// One appeal per claim: its decision is final here.
+		s.expect(s.do("POST", "/api/v1/claims/"+second+"/appeal", alice, map[string]string{"reason": "Again, please."}), 409)
+		// The scheme name in Authorization is case-insensitive.
+		s.expect(s.do("GET", "/api/v1/me", "", nil, "Authorization", "bearer "+alice), 200)
 		// Bob still sees nothing, and the audit log holds together.
 		if n := len(s.expect(s.do("GET", "/api/v1/claims", bob, nil), 200).items()); n != 0 {
 			t.Errorf("bob lists %d claims at the end, want 0", n)

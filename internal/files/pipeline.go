@@ -24,7 +24,7 @@ const (
 	DefaultMaxFileBytes   = 25 << 20
 	DefaultMaxImagePixels = 40_000_000
 	DefaultMaxImageSide   = 12000
-	DefaultMaxDecodes     = 2
+	DefaultMaxDecodes     = 1 // a 40-megapixel decode and re-encode holds a few hundred MB
 )
 
 // MinSweepGrace is the smallest grace period Sweep accepts. It must exceed

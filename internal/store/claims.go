@@ -392,13 +392,13 @@ type ClaimFilter struct {
 	// ExcludeDrafts hides drafts (staff never see them).
 	ExcludeDrafts bool
 	Status        []claims.Status
-	AssigneeID   claims.ID
-	Unassigned   bool
-	PolicyID     claims.ID
-	IncidentFrom claims.Date
-	IncidentTo   claims.Date
-	After        Cursor
-	Limit        int
+	AssigneeID    claims.ID
+	Unassigned    bool
+	PolicyID      claims.ID
+	IncidentFrom  claims.Date
+	IncidentTo    claims.Date
+	After         Cursor
+	Limit         int
 }
 
 // Claims lists claims newest first, without lines.

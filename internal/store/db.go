@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"path"
 	"slices"
 	"strconv"
@@ -126,6 +127,16 @@ func Open(ctx context.Context, url string, opt Options) (*DB, error) {
 	if err := db.sql.PingContext(ctx); err != nil {
 		db.sql.Close()
 		return nil, fmt.Errorf("connect %s: %w", db.dialect, err)
+	}
+	if db.dialect == SQLite {
+		// The database holds sealed data only, but its metadata (amounts,
+		// statuses) is still nobody else's business: owner-only, like the
+		// keys. The WAL and shared-memory files take the database's mode.
+		for _, f := range []string{url, url + "-wal", url + "-shm"} {
+			if err := os.Chmod(f, 0o600); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return nil, fmt.Errorf("restrict %s: %w", f, err)
+			}
+		}
 	}
 	return db, nil
 }

@@ -147,20 +147,22 @@ func (tx *Tx) PeriodUsage(ctx context.Context, p claims.Policy, exclude claims.I
 		return u, fmt.Errorf("period usage of %s: %w", p.ID, err)
 	}
 	u.Paid.Minor, u.DeductibleApplied.Minor = paid, ded
-	rows, err := tx.query(ctx, `SELECT category, service_date, currency, amount FROM claim_lines
-		WHERE benefit > 0 AND claim_id IN (SELECT id FROM claims WHERE `+stands+`)`, args...)
+	rows, err := tx.query(ctx, `SELECT l.category, l.service_date, l.currency, l.amount, c.incident_date
+		FROM claim_lines l JOIN claims c ON c.id = l.claim_id
+		WHERE l.benefit > 0 AND l.claim_id IN (SELECT id FROM claims WHERE `+stands+`)`, args...)
 	if err != nil {
 		return u, fmt.Errorf("paid lines of %s: %w", p.ID, err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var l claims.LineItem
-		var sd string
-		if err := rows.Scan(&l.Category, &sd, &l.Amount.Currency, &l.Amount.Minor); err != nil {
+		var sd, inc string
+		if err := rows.Scan(&l.Category, &sd, &l.Amount.Currency, &l.Amount.Minor, &inc); err != nil {
 			return u, err
 		}
 		l.ServiceDate, _ = claims.ParseDate(sd)
-		u.PaidLines[claims.LineKey(l)] = true
+		incident, _ := claims.ParseDate(inc)
+		u.PaidLines[claims.LineKey(l, incident)] = true
 	}
 	return u, rows.Err()
 }

@@ -176,7 +176,8 @@ func (s *Service) PutCustomRole(ctx context.Context, p claims.Principal, r acces
 		}
 	}
 	if r.AuthorityLimit != nil {
-		v.Check(*r.AuthorityLimit >= 0, "authorityLimit", "non_negative", "authorityLimit must not be negative.")
+		v.Check(*r.AuthorityLimit >= 0 && *r.AuthorityLimit <= claims.MaxClaimMinor, "authorityLimitMinor", "range",
+			"authorityLimitMinor must be between 0 and %d.", claims.MaxClaimMinor)
 	}
 	if err := v.Err(); err != nil {
 		return 0, err
@@ -204,8 +205,8 @@ func (s *Service) SetAuthorityLimit(ctx context.Context, p claims.Principal, tar
 	if err := s.StepUp(p); err != nil {
 		return err
 	}
-	if limit != nil && *limit < 0 {
-		return claims.InvalidField("amount", "non_negative", "amount must not be negative.")
+	if limit != nil && (*limit < 0 || *limit > claims.MaxClaimMinor) {
+		return claims.InvalidField("limitMinor", "range", "limitMinor must be between 0 and %d.", claims.MaxClaimMinor)
 	}
 	if !claims.ValidID(string(target)) {
 		return claims.Errorf(claims.NotFound, "User not found.")

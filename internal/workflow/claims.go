@@ -337,17 +337,19 @@ func (s *Service) recordDenied(ctx context.Context, p claims.Principal, action s
 }
 
 func (s *Service) moveOwn(ctx context.Context, p claims.Principal, id claims.ID, ifMatch int64, to claims.Status, action, reason string,
-	extra func(c *claims.Claim)) (claims.Claim, error) {
+	extra func(c *claims.Claim) error) (claims.Claim, error) {
 	c, err := s.change(ctx, p, id, ifMatch, action, func(tx *store.Tx, c *claims.Claim) (*claims.Transition, map[string]string, error) {
 		if p.HolderID == "" || c.HolderID != p.HolderID {
 			return nil, nil, claims.Errorf(claims.Forbidden, "Only the policyholder can do this.")
 		}
+		if extra != nil {
+			if err := extra(c); err != nil {
+				return nil, nil, err
+			}
+		}
 		t, err := c.MoveTo(to, p.UserID, reason, tx.Now())
 		if err != nil {
 			return nil, nil, err
-		}
-		if extra != nil {
-			extra(c)
 		}
 		return &t, nil, nil
 	})
@@ -389,9 +391,15 @@ func (s *Service) Appeal(ctx context.Context, p claims.Principal, id claims.ID, 
 	if err := checkReason("reason", reason, true); err != nil {
 		return claims.Claim{}, err
 	}
-	return s.moveOwn(ctx, p, id, ifMatch, claims.StatusUnderReview, "claim.appealed", reason, func(c *claims.Claim) {
+	return s.moveOwn(ctx, p, id, ifMatch, claims.StatusUnderReview, "claim.appealed", reason, func(c *claims.Claim) error {
+		if c.Appealed {
+			// One internal appeal per claim; after it, the decision is
+			// final here (the customer's further remedies are external).
+			return claims.Errorf(claims.Conflict, "Claim %s has been appealed once already; its appeal decision is final.", c.Number)
+		}
 		c.Appealed = true
 		c.AssigneeID = "" // back to the intake queue, for a different processor
+		return nil
 	})
 }
 

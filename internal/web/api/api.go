@@ -164,10 +164,11 @@ func (h *Handler) authenticated(next web.HandlerFunc) web.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		authz := r.Header.Get("Authorization")
 		// Refuse oversized or malformed headers before any parsing.
-		if len(authz) > 4096 || !strings.HasPrefix(authz, "Bearer ") {
+		// The scheme name is case-insensitive (RFC 9110 §11.1).
+		if len(authz) > 4096 || len(authz) < 7 || !strings.EqualFold(authz[:7], "Bearer ") {
 			return claims.Errorf(claims.Unauthenticated, "Send an access token as 'Authorization: Bearer <token>'.")
 		}
-		p, err := h.flow.Authenticate(r.Context(), strings.TrimPrefix(authz, "Bearer "))
+		p, err := h.flow.Authenticate(r.Context(), authz[7:])
 		if err != nil {
 			return err
 		}
