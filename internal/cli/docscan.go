@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"sync"
 	"time"
@@ -19,15 +20,32 @@ import (
 // devScannerNotice is how the development scanner is announced at startup.
 const devScannerNotice = "development scanner — not a substitute for ClamAV"
 
-// openDocuments builds the blob store under <data-dir>/documents, the
-// pipeline and the scanner: clamd when an address is configured, else the
-// development scanner.
+// openDocuments builds the blob store (S3-compatible object storage when
+// CLAIMS_BLOB_URL is set, else <data-dir>/documents), the pipeline and the
+// scanner: clamd when an address is configured, else the development
+// scanner.
 func (a *app) openDocuments() error {
 	var err error
-	if a.blobs, err = files.NewLocalBlobs(filepath.Join(a.cfg.DataDir, "documents")); err != nil {
-		return err
+	var blobs files.Blobs
+	if a.cfg.BlobURL != "" {
+		s3cfg, err := files.ParseS3URL(a.cfg.BlobURL)
+		if err != nil {
+			return fmt.Errorf("CLAIMS_BLOB_URL: %w", err)
+		}
+		s3cfg.AccessKey, s3cfg.SecretKey, s3cfg.Log = a.cfg.S3AccessKey, a.cfg.S3SecretKey, a.log
+		s3, err := files.NewS3Blobs(s3cfg)
+		if err != nil {
+			return err
+		}
+		a.log.Debug("document blobs in S3-compatible storage", "location", s3.String())
+		blobs = s3 // a.blobs stays nil: it is the local directory only
+	} else {
+		if a.blobs, err = files.NewLocalBlobs(filepath.Join(a.cfg.DataDir, "documents")); err != nil {
+			return err
+		}
+		blobs = a.blobs
 	}
-	a.docs = files.NewPipeline(a.blobs, a.keys.Ring, files.Limits{MaxFileBytes: a.cfg.MaxUploadBytes})
+	a.docs = files.NewPipeline(blobs, a.keys.Ring, files.Limits{MaxFileBytes: a.cfg.MaxUploadBytes})
 	if a.cfg.ClamdAddress != "" {
 		if a.scanner, err = scan.NewClamd(a.cfg.ClamdAddress, scan.WithDialTimeout(5*time.Second)); err != nil {
 			return err

@@ -57,6 +57,9 @@ type Config struct {
 	MaxClaimDocuments int      // CLAIMS_MAX_CLAIM_DOCUMENTS, default 20
 	MaxClaimBytes     int64    // CLAIMS_MAX_CLAIM_BYTES, default 200 MiB
 	ScanBlocklist     []string // CLAIMS_SCAN_BLOCKLIST: comma-separated hex SHA-256 (development scanner)
+	BlobURL           string   // CLAIMS_BLOB_URL: empty = <data-dir>/documents; s3://bucket/prefix?endpoint=host:port&region=...&tls=true
+	S3AccessKey       string   // CLAIMS_S3_ACCESS_KEY(_FILE), for an s3:// BlobURL
+	S3SecretKey       string   // CLAIMS_S3_SECRET_KEY(_FILE), for an s3:// BlobURL
 
 	// Data protection (docs/data-protection.md).
 	KEKs             string        // CLAIMS_KEKS(_FILE): "kek:<id>:<key>,..." (first = primary); overrides the KEK files
@@ -119,6 +122,14 @@ func Load(getenv func(string) string) (Config, error) {
 		c.AllowInsecureKeys = b
 	}
 	str("CLAIMS_CLAMD_ADDRESS", &c.ClamdAddress)
+	str("CLAIMS_BLOB_URL", &c.BlobURL)
+	for key, dst := range map[string]*string{"CLAIMS_S3_ACCESS_KEY": &c.S3AccessKey, "CLAIMS_S3_SECRET_KEY": &c.S3SecretKey} {
+		v, err := secret(getenv, key)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		*dst = v
+	}
 	for _, v := range []struct {
 		key string
 		dst *int64
@@ -195,6 +206,17 @@ func (c *Config) Validate() error {
 	}
 	if a := c.ClamdAddress; a != "" && !strings.HasPrefix(a, "unix:/") && !strings.HasPrefix(a, "tcp:") {
 		errs = append(errs, fmt.Errorf("clamd address %q: want unix:/path/clamd.sock or tcp:host:port", a))
+	}
+	if c.BlobURL != "" {
+		// The rest of the URL is checked by files.ParseS3URL when the store opens.
+		if !strings.HasPrefix(c.BlobURL, "s3://") {
+			errs = append(errs, errors.New("CLAIMS_BLOB_URL: want s3://bucket/prefix?endpoint=host:port (unset: documents in the data dir)"))
+		}
+		if c.S3AccessKey == "" || c.S3SecretKey == "" {
+			errs = append(errs, errors.New("CLAIMS_BLOB_URL needs CLAIMS_S3_ACCESS_KEY and CLAIMS_S3_SECRET_KEY (or _FILE)"))
+		}
+	} else if c.S3AccessKey != "" || c.S3SecretKey != "" {
+		errs = append(errs, errors.New("CLAIMS_S3_ACCESS_KEY and CLAIMS_S3_SECRET_KEY are set but CLAIMS_BLOB_URL is not: documents would stay in the data dir"))
 	}
 	if c.MaxUploadBytes <= 0 || c.MaxClaimBytes <= 0 || c.MaxClaimDocuments <= 0 {
 		errs = append(errs, errors.New("CLAIMS_MAX_UPLOAD_BYTES, CLAIMS_MAX_CLAIM_BYTES and CLAIMS_MAX_CLAIM_DOCUMENTS must be positive"))
@@ -338,8 +360,12 @@ func (c Config) Redacted() string {
 	if c.DatabaseURL != "" {
 		db = redactURL(c.DatabaseURL)
 	}
-	return fmt.Sprintf("data_dir=%s\naddr=%s\ndatabase=%s\nkeys_dir=%s\ntls_cert=%s\nbcrypt_cost=%d\nlog=%s/%s\ntrusted_proxies=%s\n",
-		c.DataDir, c.Addr, db, c.KeysDir, c.TLSCert, c.BcryptCost, c.LogLevel, c.LogFormat, c.TrustedProxies)
+	docs := filepath.Join(c.DataDir, "documents")
+	if c.BlobURL != "" {
+		docs = redactURL(c.BlobURL)
+	}
+	return fmt.Sprintf("data_dir=%s\naddr=%s\ndatabase=%s\nkeys_dir=%s\ntls_cert=%s\nbcrypt_cost=%d\nlog=%s/%s\ntrusted_proxies=%s\ndocuments=%s\n",
+		c.DataDir, c.Addr, db, c.KeysDir, c.TLSCert, c.BcryptCost, c.LogLevel, c.LogFormat, c.TrustedProxies, docs)
 }
 
 func redactURL(u string) string {
