@@ -355,6 +355,9 @@ func keysRotate(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("rewrap (nothing changed; the new KEK stays primary, run `claims keys rotate --no-add` to retry): %w", err)
 	}
+	if cfg.BlobURL != "" {
+		fmt.Fprintln(env.Stderr, "note: documents in S3-compatible storage keep their wrapping under the old KEK; keep that KEK (retire is refused)")
+	}
 	nb, err := rewrapBlobs(keys.Ring, cfg.DataDir)
 	if err != nil {
 		return fmt.Errorf("rewrap document blobs (database done; re-run `claims keys rotate --no-add`): %w", err)
@@ -438,6 +441,12 @@ func keysRetire(ctx context.Context, env Env, args []string) error {
 	u, err := db.KeyUsage(ctx)
 	if err != nil {
 		return err
+	}
+	if cfg.BlobURL != "" {
+		// Document blobs in S3 are wrapped under the KEKs too, and this
+		// command can't see the bucket: never retire a key that may still
+		// protect every stored document.
+		return fmt.Errorf("refusing to retire KEK %s: documents live in S3-compatible storage (CLAIMS_BLOB_URL), whose blobs this command cannot check", kid)
 	}
 	blobs, err := blobUsage(cfg.DataDir)
 	if err != nil {
