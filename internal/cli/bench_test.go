@@ -18,25 +18,18 @@ import (
 	"github.com/pquerna/otp/totp"
 
 	"bytes"
-	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
 	"math"
 	"net/http"
-	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/openclaims/claims/internal/cli"
 	"github.com/openclaims/claims/internal/store"
 	"github.com/openclaims/claims/internal/store/storetest"
 )
@@ -44,29 +37,6 @@ import (
 // benchClients is the number of concurrent clients of the HTTP benchmarks
 // (the target in issue 2 is stated at 50).
 const benchClients = 50
-
-// benchEnv is newEnv for any testing.TB.
-func benchEnv(tb testing.TB, d store.Dialect) map[string]string {
-	env := map[string]string{"CLAIMS_DATA_DIR": tb.TempDir(), "CLAIMS_BCRYPT_COST": "10", "CLAIMS_LOG_LEVEL": "warn",
-		// The load is the point: the rate limiter would turn it away.
-		"CLAIMS_RATE_LIMITS": "off"}
-	if d == store.Postgres {
-		env["CLAIMS_DATABASE_URL"] = storetest.URL(tb, d)
-	}
-	return env
-}
-
-// benchRun is mustRun for any testing.TB.
-func benchRun(tb testing.TB, env map[string]string, stdin string, args ...string) string {
-	tb.Helper()
-	var out, errb bytes.Buffer
-	err := cli.Run(context.Background(), cli.Env{Stdin: strings.NewReader(stdin), Stdout: &out, Stderr: &errb,
-		Getenv: func(k string) string { return env[k] }}, args)
-	if err != nil {
-		tb.Fatalf("claims %s: %v (stderr: %s)", strings.Join(args, " "), err, errb.String())
-	}
-	return out.String()
-}
 
 // benchServer is a running `claims serve` and a client pool sized for
 // benchClients keep-alive connections.
@@ -81,39 +51,11 @@ type benchServer struct {
 // two, so 50 clients would mostly pay a fresh TLS handshake per request).
 func startBenchServer(tb testing.TB, env map[string]string) *benchServer {
 	tb.Helper()
-	env["CLAIMS_ADDR"] = "127.0.0.1:0"
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
-	var out syncBuffer
-	go func() {
-		done <- cli.Run(ctx, cli.Env{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &out,
-			Getenv: func(k string) string { return env[k] }, Ready: func(a string) { ready <- a }}, []string{"serve"})
-	}()
-	var addr string
-	select {
-	case addr = <-ready:
-	case err := <-done:
-		tb.Fatalf("serve exited: %v\n%s", err, out.String())
-	case <-time.After(30 * time.Second):
-		tb.Fatal("serve did not start")
-	}
-	pem, err := os.ReadFile(filepath.Join(env["CLAIMS_DATA_DIR"], "tls-cert.pem"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
-	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13},
-		MaxIdleConns: 4 * benchClients, MaxIdleConnsPerHost: 4 * benchClients, IdleConnTimeout: time.Minute}
-	tb.Cleanup(func() {
-		tr.CloseIdleConnections()
-		cancel()
-		if err := <-done; err != nil {
-			tb.Errorf("serve: %v\n%s", err, out.String())
-		}
-	})
-	return &benchServer{tb: tb, base: "https://" + addr, client: &http.Client{Timeout: time.Minute, Transport: tr}}
+	s, _ := startServerOut(tb, env)
+	tr := s.client.Transport.(*http.Transport).Clone()
+	tr.MaxIdleConns, tr.MaxIdleConnsPerHost, tr.IdleConnTimeout = 4*benchClients, 4*benchClients, time.Minute
+	tb.Cleanup(tr.CloseIdleConnections)
+	return &benchServer{tb: tb, base: s.base, client: &http.Client{Timeout: 30 * time.Second, Transport: tr}}
 }
 
 // call sends one JSON request and returns the status and body. It is safe
@@ -181,8 +123,8 @@ type claimFixture struct {
 // the admin API, a policy of theirs that covers the past year.
 func newClaimFixture(tb testing.TB, d store.Dialect) *claimFixture {
 	tb.Helper()
-	env := benchEnv(tb, d)
-	benchRun(tb, env, pw+"\n", "user", "create", "--email", "admin@example.com", "--role", "admin", "--password-stdin")
+	env := newEnv(tb, d)
+	mustRun(tb, env, pw+"\n", "user", "create", "--email", "admin@example.com", "--role", "admin", "--password-stdin")
 	s := startBenchServer(tb, env)
 	s.must(202, "POST", "/api/v1/auth/register", "", map[string]string{"email": "bench@example.com", "password": pw, "fullName": "Bench Customer"})
 	admin := s.login("admin@example.com")
@@ -355,11 +297,11 @@ func benchImport(b *testing.B, kind, rel string, rows int) {
 		b.StopTimer()
 		var total time.Duration
 		for range b.N {
-			env := benchEnv(b, d)
-			benchRun(b, env, "", "migrate") // keys and schema: not part of the import
+			env := newEnv(b, d)
+			mustRun(b, env, "", "migrate") // keys and schema: not part of the import
 			t0 := time.Now()
 			b.StartTimer()
-			out := benchRun(b, env, "", "import", kind, "--quiet", path)
+			out := mustRun(b, env, "", "import", kind, "--quiet", path)
 			b.StopTimer()
 			total += time.Since(t0)
 			if s := parseSummary(b, out); s.read != rows || s.imported != rows {

@@ -25,7 +25,7 @@ import (
 
 // server is a running `claims serve` for a test.
 type server struct {
-	t       *testing.T
+	t       testing.TB
 	base    string
 	client  *http.Client
 	env     map[string]string
@@ -33,7 +33,7 @@ type server struct {
 }
 
 // newEnv returns the environment of one installation on engine d.
-func newEnv(t *testing.T, d store.Dialect) map[string]string {
+func newEnv(t testing.TB, d store.Dialect) map[string]string {
 	dir := t.TempDir()
 	env := map[string]string{"CLAIMS_DATA_DIR": dir, "CLAIMS_BCRYPT_COST": "10", "CLAIMS_LOG_LEVEL": "warn",
 		"CLAIMS_RATE_LIMITS": "off"} // every request comes from 127.0.0.1; edge_test.go sets the limits it tests
@@ -44,7 +44,7 @@ func newEnv(t *testing.T, d store.Dialect) map[string]string {
 }
 
 // run runs one claims command with env, returning its standard output.
-func run(t *testing.T, env map[string]string, stdin string, args ...string) (string, error) {
+func run(t testing.TB, env map[string]string, stdin string, args ...string) (string, error) {
 	t.Helper()
 	var out, errb bytes.Buffer
 	err := cli.Run(context.Background(), cli.Env{Stdin: strings.NewReader(stdin), Stdout: &out, Stderr: &errb,
@@ -55,7 +55,7 @@ func run(t *testing.T, env map[string]string, stdin string, args ...string) (str
 	return out.String(), nil
 }
 
-func mustRun(t *testing.T, env map[string]string, stdin string, args ...string) string {
+func mustRun(t testing.TB, env map[string]string, stdin string, args ...string) string {
 	t.Helper()
 	out, err := run(t, env, stdin, args...)
 	if err != nil {
@@ -65,16 +65,24 @@ func mustRun(t *testing.T, env map[string]string, stdin string, args ...string) 
 }
 
 // startServer runs `claims serve` on a random port until the test ends, and
-// returns a client that trusts exactly the server's self-signed certificate.
-func startServer(t *testing.T, env map[string]string) *server {
+// returns a client that trusts exactly the server's certificate.
+func startServer(t testing.TB, env map[string]string) *server {
+	t.Helper()
+	s, _ := startServerOut(t, env)
+	return s
+}
+
+// startServerOut is startServer that also returns what serve printed (its
+// banner and log).
+func startServerOut(t testing.TB, env map[string]string) (*server, *syncBuffer) {
 	t.Helper()
 	env["CLAIMS_ADDR"] = "127.0.0.1:0"
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
-	var out syncBuffer
+	out := &syncBuffer{}
 	go func() {
-		done <- cli.Run(ctx, cli.Env{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &out,
+		done <- cli.Run(ctx, cli.Env{Stdin: strings.NewReader(""), Stdout: out, Stderr: out,
 			Getenv: func(k string) string { return env[k] }, Ready: func(a string) { ready <- a }}, []string{"serve"})
 	}()
 	var addr string
@@ -91,7 +99,11 @@ func startServer(t *testing.T, env map[string]string) *server {
 			t.Errorf("serve: %v", err)
 		}
 	})
-	pem, err := os.ReadFile(filepath.Join(env["CLAIMS_DATA_DIR"], "tls-cert.pem"))
+	certFile := env["CLAIMS_TLS_CERT"]
+	if certFile == "" {
+		certFile = filepath.Join(env["CLAIMS_DATA_DIR"], "tls-cert.pem")
+	}
+	pem, err := os.ReadFile(certFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +111,7 @@ func startServer(t *testing.T, env map[string]string) *server {
 	pool.AppendCertsFromPEM(pem)
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13}}}
-	return &server{t: t, base: "https://" + addr, client: client, env: env, dataDir: env["CLAIMS_DATA_DIR"]}
+	return &server{t: t, base: "https://" + addr, client: client, env: env, dataDir: env["CLAIMS_DATA_DIR"]}, out
 }
 
 type syncBuffer struct {
@@ -198,7 +210,7 @@ const pw = "correct horse battery staple 42"
 // from now. Each code may be used once (a later step each time), so tests
 // that need several codes within 30 seconds step forward within the ±1
 // step the server tolerates.
-func totpCode(t *testing.T, secret string, offset int) string {
+func totpCode(t testing.TB, secret string, offset int) string {
 	t.Helper()
 	code, err := totp.GenerateCode(secret, time.Now().Add(time.Duration(offset)*30*time.Second))
 	if err != nil {

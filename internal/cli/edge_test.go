@@ -28,7 +28,6 @@ import (
 	"time"
 
 	"github.com/openclaims/claims/client"
-	"github.com/openclaims/claims/internal/cli"
 	"github.com/openclaims/claims/internal/store"
 	"github.com/openclaims/claims/internal/web/api"
 	"github.com/openclaims/claims/internal/web/api/openapicheck"
@@ -37,40 +36,6 @@ import (
 // The API edge through the real server (docs/edge.md): rate limits, slow
 // clients, CORS, headers, versioning, TLS, the plain-HTTP redirect, the
 // pinned client and the OpenAPI contract.
-
-// startServerOut is startServer that also returns what serve printed.
-func startServerOut(t *testing.T, env map[string]string) (*server, *syncBuffer) {
-	t.Helper()
-	env["CLAIMS_ADDR"] = "127.0.0.1:0"
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
-	out := &syncBuffer{}
-	go func() {
-		done <- cli.Run(ctx, cli.Env{Stdin: strings.NewReader(""), Stdout: out, Stderr: out,
-			Getenv: func(k string) string { return env[k] }, Ready: func(a string) { ready <- a }}, []string{"serve"})
-	}()
-	var addr string
-	select {
-	case addr = <-ready:
-	case err := <-done:
-		t.Fatalf("serve exited: %v\n%s", err, out.String())
-	case <-time.After(30 * time.Second):
-		t.Fatal("serve did not start")
-	}
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	certPEM := readFile(t, certPath(env))
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(certPEM)
-	c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13}}}
-	return &server{t: t, base: "https://" + addr, client: c, env: env, dataDir: env["CLAIMS_DATA_DIR"]}, out
-}
 
 func certPath(env map[string]string) string {
 	if c := env["CLAIMS_TLS_CERT"]; c != "" {

@@ -4,12 +4,9 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"database/sql"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -35,43 +32,6 @@ const (
 )
 
 var planted = []string{plantedName, plantedNID, plantedDiag, plantedAcct}
-
-// startServerLog is startServer with the server's output (its log) kept.
-func startServerLog(t *testing.T, env map[string]string) (*server, *syncBuffer) {
-	t.Helper()
-	env["CLAIMS_ADDR"] = "127.0.0.1:0"
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
-	out := &syncBuffer{}
-	go func() {
-		done <- cli.Run(ctx, cli.Env{Stdin: strings.NewReader(""), Stdout: out, Stderr: out,
-			Getenv: func(k string) string { return env[k] }, Ready: func(a string) { ready <- a }}, []string{"serve"})
-	}()
-	var addr string
-	select {
-	case addr = <-ready:
-	case err := <-done:
-		t.Fatalf("serve exited: %v\n%s", err, out.String())
-	case <-time.After(30 * time.Second):
-		t.Fatal("serve did not start")
-	}
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	pem, err := os.ReadFile(filepath.Join(env["CLAIMS_DATA_DIR"], "tls-cert.pem"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
-	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13}}}
-	return &server{t: t, base: "https://" + addr, client: client, env: env, dataDir: env["CLAIMS_DATA_DIR"]}, out
-}
 
 func runErr(t *testing.T, env map[string]string, args ...string) (string, string, error) {
 	t.Helper()
@@ -218,7 +178,7 @@ func TestDataProtection(t *testing.T) {
 		keysDir := filepath.Join(dataDir, "keys")
 		mustRun(t, env, pw+"\n", "user", "create", "--email", "admin@example.com", "--role", "admin", "--password-stdin")
 		mustRun(t, env, pw+"\n", "user", "create", "--email", "proc@example.com", "--role", "claims_processor", "--password-stdin")
-		s, serverLog := startServerLog(t, env)
+		s, serverLog := startServerOut(t, env)
 
 		s.expect(s.do("POST", "/api/v1/auth/register", "", map[string]string{"email": "alice@example.com", "password": pw, "fullName": plantedName}), 202)
 		admin := s.adminSession("admin@example.com")
@@ -430,7 +390,7 @@ func TestDataProtection(t *testing.T) {
 		if !strings.Contains(out, "KEK k2 added; k1 stays primary") {
 			t.Fatalf("stage: %s", out)
 		}
-		s2, _ := startServerLog(t, env) // a node restarted with k2 loaded
+		s2, _ := startServerOut(t, env) // a node restarted with k2 loaded
 		mustRun(t, env, "", "keys", "rotate", "--activate", "k2")
 		st := mustRun(t, env, "", "keys", "status")
 		if !strings.Contains(st, "k2       primary") || !strings.Contains(st, "k1       unused") {

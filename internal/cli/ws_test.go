@@ -126,7 +126,7 @@ func (s *server) openWS(token string) *websocket.Conn {
 	return c
 }
 
-func wsSend(t *testing.T, c *websocket.Conn, m map[string]string) {
+func wsSend(t testing.TB, c *websocket.Conn, m map[string]string) {
 	t.Helper()
 	b, _ := json.Marshal(m)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -144,7 +144,7 @@ func wsReadRaw(c *websocket.Conn, d time.Duration) ([]byte, error) {
 	return b, err
 }
 
-func wsRead(t *testing.T, c *websocket.Conn, d time.Duration) map[string]any {
+func wsRead(t testing.TB, c *websocket.Conn, d time.Duration) map[string]any {
 	t.Helper()
 	b, err := wsReadRaw(c, d)
 	if err != nil {
@@ -159,7 +159,7 @@ func wsRead(t *testing.T, c *websocket.Conn, d time.Duration) map[string]any {
 
 // wsAwait reads until a message with the given type (and, for events, the
 // event name and claim) arrives, returning its raw bytes.
-func wsAwait(t *testing.T, c *websocket.Conn, typ, event, claim string) (map[string]any, []byte) {
+func wsAwait(t testing.TB, c *websocket.Conn, typ, event, claim string) (map[string]any, []byte) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
@@ -179,7 +179,7 @@ func wsAwait(t *testing.T, c *websocket.Conn, typ, event, claim string) (map[str
 
 // wsExpectClose reads until the socket closes and checks the status code
 // and that it closed within d.
-func wsExpectClose(t *testing.T, c *websocket.Conn, code websocket.StatusCode, d time.Duration) string {
+func wsExpectClose(t testing.TB, c *websocket.Conn, code websocket.StatusCode, d time.Duration) string {
 	t.Helper()
 	start := time.Now()
 	for {
