@@ -188,12 +188,15 @@ func allocate(total int64, lines []LineDecision, bp int64) []int64 {
 // With needsApproval (the payable is above the decider's authority) the
 // claim waits in pending_approval for a second person instead.
 func (c *Claim) Decide(d Decision, actor ID, now time.Time, needsApproval bool) (Transition, error) {
-	if c.Appealed && c.DecidedBy == actor {
-		return Transition{}, Errorf(Forbidden, "An appeal must be decided by a different processor than the original decision.")
-	}
 	to := d.Status
 	if needsApproval {
 		to = StatusPendingApproval
+	}
+	if !c.Status.CanMoveTo(to) {
+		return c.MoveTo(to, actor, d.Reason, now) // the Conflict naming the allowed moves
+	}
+	if c.Appealed && c.DecidedBy == actor {
+		return Transition{}, Errorf(Forbidden, "An appeal must be decided by a different processor than the original decision.")
 	}
 	t, err := c.MoveTo(to, actor, d.Reason, now)
 	if err != nil {

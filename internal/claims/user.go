@@ -48,6 +48,9 @@ type User struct {
 	// for staff and for customers who hold no policy yet.
 	HolderID   ID
 	MFAEnabled bool
+	// EmailVerified: the account proved it receives mail at Email (a
+	// mailed code, or an operator/administrator created it).
+	EmailVerified bool
 	CreatedAt  time.Time
 	UpdatedAt  time.Time
 }

@@ -205,6 +205,7 @@ func TestAccessControlFeatures(t *testing.T) {
 			"holder": map[string]string{"fullName": planted[0], "nationalId": planted[1], "email": planted[2], "phone": planted[5],
 				"address": planted[6], "dateOfBirth": "1971-02-03"}}), 201)
 		s.expect(s.do("POST", "/api/v1/auth/register", "", map[string]string{"email": planted[2], "password": pw, "fullName": planted[0]}), 202)
+		s.verifyEmail(planted[2])
 		cust := s.login(planted[2], pw)
 		// The policy was recorded under this email before the account
 		// existed: the owner links it with the code mailed to the address.

@@ -395,6 +395,7 @@ func newDocFixture(t *testing.T, d store.Dialect, extra map[string]string) *docF
 	s := startServer(t, env)
 	for _, email := range []string{"alice@example.com", "bob@example.com"} {
 		s.expect(s.do("POST", "/api/v1/auth/register", "", map[string]string{"email": email, "password": pw, "fullName": "Test " + email}), 202)
+		s.verifyEmail(email)
 	}
 	f := &docFixture{s: s, env: env, admin: s.adminSession("admin@example.com")}
 	for _, p := range []struct{ number, email string }{{"DOC-A", "alice@example.com"}, {"DOC-B", "bob@example.com"}} {

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -262,6 +263,7 @@ func TestEndToEnd(t *testing.T) {
 		s := startServer(t, env)
 		for _, email := range []string{"alice@example.com", "bob@example.com"} {
 			s.expect(s.do("POST", "/api/v1/auth/register", "", map[string]string{"email": email, "password": pw, "fullName": "Test " + email}), 202)
+			s.verifyEmail(email)
 		}
 		admin := s.adminSession("admin@example.com")
 		s.expect(s.do("POST", "/api/v1/policies", admin, map[string]any{
@@ -402,4 +404,31 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("audit verify: %s", out)
 		}
 	})
+}
+
+// verifyEmail confirms a registered customer's email the way they would:
+// the code from the mail (the outbox) posted to /auth/verify-email.
+func (s *server) verifyEmail(email string) {
+	s.t.Helper()
+	out := mustRun(s.t, s.env, "", "outbox")
+	var code string
+	for _, msg := range strings.Split(out, "--- ")[1:] {
+		if strings.Contains(msg, "verify_email to "+email+"\n") {
+			if m := regexp.MustCompile(`within 7 days: (\S+)`).FindStringSubmatch(msg); m != nil {
+				code = m[1]
+			}
+		}
+	}
+	if code == "" {
+		s.t.Fatalf("no verification code for %s in the outbox", email)
+	}
+	s.expect(s.do("POST", "/api/v1/auth/verify-email", "", map[string]string{"token": code}), 204)
+}
+
+// registerVerified registers a customer and confirms their email.
+func (s *server) registerVerified(email, password string) {
+	s.t.Helper()
+	s.expect(s.do("POST", "/api/v1/auth/register", "", map[string]string{"email": email, "password": password}), 202)
+	s.verifyEmail(email)
+	s.verifyEmail(email)
 }

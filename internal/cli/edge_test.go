@@ -542,6 +542,7 @@ func TestPinnedClient(t *testing.T) {
 
 	// Set up: a customer with a policy (the admin through the test helper).
 	s.expect(s.do("POST", "/api/v1/auth/register", "", map[string]string{"email": "alice@example.com", "password": pw, "fullName": "Alice"}), 202)
+	s.verifyEmail("alice@example.com")
 	admin := s.adminSession("admin@example.com")
 	s.expect(s.do("POST", "/api/v1/policies", admin, map[string]any{"number": "AUTO-7001", "productLine": "auto", "effectiveDate": "2026-01-01",
 		"expiryDate": "2026-12-31", "currency": "USD", "coverageLimit": "1000.00", "deductible": "100.00", "premium": "600.00",
@@ -713,6 +714,7 @@ func TestContract(t *testing.T) {
 
 	s.expect(s.do("GET", "/api/v1/.well-known/jwks.json", "", nil), 200)
 	s.expect(s.do("POST", "/api/v1/auth/register", "", map[string]string{"email": "alice@example.com", "password": pw, "fullName": "Alice"}), 202)
+	s.verifyEmail("alice@example.com")
 	s.expect(s.do("POST", "/api/v1/auth/register", "", map[string]string{"email": "bad", "password": "x"}), 400)
 	admin := s.adminSession("admin@example.com")
 	adminLogin := s.expect(s.do("POST", "/api/v1/auth/login", "", map[string]string{"email": "admin@example.com", "password": pw}), 200)

@@ -357,3 +357,36 @@ func linkCode(t *testing.T, env map[string]string, email string) string {
 	}
 	return code
 }
+
+// TestHolderEmailNeedsVerifiedAccount: a policy can be attached by email
+// only to an account that proved the email; one recorded with holder
+// details for an existing account's email reaches it through a mailed link
+// code.
+func TestHolderEmailNeedsVerifiedAccount(t *testing.T) {
+	env := newEnv(t, store.SQLite)
+	mustRun(t, env, pw+"\n", "user", "create", "--email", "adm@example.com", "--role", "admin", "--password-stdin")
+	s := startServer(t, env)
+	admin := s.adminSession("adm@example.com")
+	s.expect(s.do("POST", "/api/v1/auth/register", "", map[string]string{"email": "carol@example.com", "password": pw}), 202)
+	pol := map[string]any{"number": "PROP-3002", "productLine": "property", "effectiveDate": "2026-01-01", "expiryDate": "2026-12-31",
+		"currency": "USD", "coverageLimit": "1000.00", "holderEmail": "carol@example.com"}
+	r := s.expect(s.do("POST", "/api/v1/policies", admin, pol), 400)
+	if !strings.Contains(string(r.raw), `"rule":"verified"`) {
+		t.Errorf("unverified holderEmail: %s", r.raw)
+	}
+	// Recorded with holder details instead: the account gets a link code.
+	delete(pol, "holderEmail")
+	pol["holder"] = map[string]string{"email": "carol@example.com", "fullName": "Carol Real"}
+	s.expect(s.do("POST", "/api/v1/policies", admin, pol), 201)
+	carol := s.login("carol@example.com", pw)
+	s.expect(s.do("POST", "/api/v1/me/link-policyholder", carol, map[string]string{"token": linkCode(t, env, "carol@example.com")}), 204)
+	if n := len(s.expect(s.do("GET", "/api/v1/policies", carol, nil), 200).items()); n != 1 {
+		t.Fatalf("after linking: %d policies", n)
+	}
+	// Once verified, holderEmail works.
+	s.verifyEmail("carol@example.com")
+	pol["number"] = "PROP-3003"
+	delete(pol, "holder")
+	pol["holderEmail"] = "carol@example.com"
+	s.expect(s.do("POST", "/api/v1/policies", admin, pol), 201)
+}

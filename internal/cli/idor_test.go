@@ -298,6 +298,7 @@ func TestHiddenProbesAudited(t *testing.T) {
 	s := startServer(t, env)
 	for _, e := range []string{"own@example.com", "peek@example.com"} {
 		s.expect(s.do("POST", "/api/v1/auth/register", "", map[string]string{"email": e, "password": pw}), 202)
+		s.verifyEmail(e)
 	}
 	admin := s.adminSession("adm@example.com")
 	s.expect(s.do("POST", "/api/v1/policies", admin, map[string]any{"number": "P-HID", "productLine": "auto",

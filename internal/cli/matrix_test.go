@@ -139,6 +139,10 @@ var matrix = []matrixRow{
 	}},
 	{route: "POST /api/v1/sessions/end-others", want: "U A A A A A A A A A A A A", build: at("/api/v1/sessions/end-others")},
 	{route: "GET /api/v1/me/access-log", want: "U A A A A A A A A A A A A", build: at("/api/v1/me/access-log")},
+	// A verification code needs no sign-in; a wrong one is a 400.
+	{route: "POST /api/v1/auth/verify-email", want: "A A A A A A A A A A A A A", build: func(w *world, who string) mreq {
+		return mreq{path: "/api/v1/auth/verify-email", body: map[string]string{"token": "not-a-code"}}
+	}},
 	// Anyone signed in may present a link code; a wrong one is a 400.
 	{route: "POST /api/v1/me/link-policyholder", want: "U A A A A A A A A A A A A", build: func(w *world, who string) mreq {
 		return mreq{path: "/api/v1/me/link-policyholder", body: map[string]string{"token": "not-a-code"}}
@@ -481,6 +485,7 @@ func newWorld(t *testing.T, d store.Dialect) *world {
 	for _, who := range []string{"owner", "other", "probe", "victim"} {
 		s.expect(s.do("POST", "/api/v1/auth/register", "", map[string]string{"email": who + "@example.com", "password": pw,
 			"fullName": "Person " + who}), 202)
+		s.verifyEmail(who + "@example.com")
 	}
 	for _, who := range []string{"admin", "super"} {
 		w.tok[who] = s.login(who+"@example.com", pw)
@@ -581,6 +586,7 @@ func (w *world) erasureRequest(who string) string {
 	s := w.s
 	email := w.unique("erase") + "@example.com"
 	s.expect(s.do("POST", "/api/v1/auth/register", "", map[string]string{"email": email, "password": pw}), 202)
+	s.verifyEmail(email)
 	id := s.expect(s.do("POST", "/api/v1/me/erasure-request", s.login(email, pw), nil), 202).str("id")
 	if who != "admin" && who != "super" {
 		w.sharedErasure = id

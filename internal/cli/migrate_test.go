@@ -93,6 +93,7 @@ func TestMigrateGrantTo(t *testing.T) {
 	s := startServer(t, env)
 	s.expect(s.do("GET", "/readyz", "", nil), 200)
 	s.expect(s.do("POST", "/api/v1/auth/register", "", map[string]string{"email": "alice@example.com", "password": pw, "fullName": "Alice"}), 202)
+	s.verifyEmail("alice@example.com")
 	if out := mustRun(t, env, "", "audit", "verify"); !strings.Contains(out, "intact") {
 		t.Errorf("audit verify as the app role: %s", out)
 	}

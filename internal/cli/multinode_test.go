@@ -45,6 +45,7 @@ func TestTwoNodes(t *testing.T) {
 
 	// Register on A, sign in on B, use the token on A.
 	a.expect(a.do("POST", "/api/v1/auth/register", "", map[string]string{"email": "alice@example.com", "password": pw, "fullName": "Alice Example"}), 202)
+	a.verifyEmail("alice@example.com")
 	login := b.expect(b.do("POST", "/api/v1/auth/login", "", map[string]string{"email": "alice@example.com", "password": pw}), 200)
 	alice := login.str("access_token")
 	me := a.expect(a.do("GET", "/api/v1/me", alice, nil), 200)

@@ -181,6 +181,7 @@ func TestDataProtection(t *testing.T) {
 		s, serverLog := startServerOut(t, env)
 
 		s.expect(s.do("POST", "/api/v1/auth/register", "", map[string]string{"email": "alice@example.com", "password": pw, "fullName": plantedName}), 202)
+		s.verifyEmail("alice@example.com")
 		admin := s.adminSession("admin@example.com")
 		s.expect(s.do("POST", "/api/v1/policies", admin, map[string]any{
 			"number": "HLTH-7001", "productLine": "health", "effectiveDate": "2026-01-01", "expiryDate": "2026-12-31",
@@ -399,6 +400,7 @@ func TestDataProtection(t *testing.T) {
 		// The node that was never restarted still wraps under k1: k1 is in
 		// use again, and retiring it is refused until a rewrap.
 		s.expect(s.do("POST", "/api/v1/auth/register", "", map[string]string{"email": "late@example.com", "password": pw}), 202)
+		s.verifyEmail("late@example.com")
 		if _, _, err := runErr(t, env, "keys", "retire", "k1"); err == nil || !strings.Contains(err.Error(), "refusing to retire KEK k1") {
 			t.Fatalf("retire of a KEK in use: %v", err)
 		}

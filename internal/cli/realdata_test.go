@@ -103,6 +103,7 @@ func TestRealDataEndToEnd(t *testing.T) {
 		mustRun(t, env, pw+"\n", "user", "create", "--email", "proc@example.com", "--role", "claims_processor", "--password-stdin")
 		s := startServer(t, env)
 		s.expect(s.do("POST", "/api/v1/auth/register", "", map[string]string{"email": "carol@example.com", "password": pw, "fullName": "Carol Nobody"}), 202)
+		s.verifyEmail("carol@example.com")
 		proc := s.login("proc@example.com", pw)
 
 		// Page through the whole intake queue: every imported claim exactly once.

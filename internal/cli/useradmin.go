@@ -17,7 +17,7 @@ import (
 const userUsage = `usage:
   claims user create --email E --role R --password-stdin
   claims user list
-  claims user disable|enable|unlock|logout|reset-mfa --email E
+  claims user disable|enable|unlock|logout|reset-mfa|verify-email --email E
   claims user set-role --email E --role R
   claims user set-authority --email E --minor N   (N < 0 clears the override)
   claims role list
@@ -72,6 +72,8 @@ func userAdmin(ctx context.Context, env Env, args []string) error {
 		return explain(err)
 	}
 	switch verb {
+	case "verify-email":
+		err = a.flow.MarkEmailVerified(ctx, p, target.ID)
 	case "disable", "enable", "unlock", "logout", "reset-mfa":
 		err = a.flow.AdministerUser(ctx, p, target.ID, workflow.AdminAction(verb))
 	case "set-role":

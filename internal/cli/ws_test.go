@@ -44,6 +44,7 @@ func setupLive(t *testing.T, a, b *server) *liveEnv {
 	t.Helper()
 	for _, email := range []string{"alice@example.com", "bob@example.com"} {
 		a.expect(a.do("POST", "/api/v1/auth/register", "", map[string]string{"email": email, "password": pw, "fullName": "Test " + email}), 202)
+		a.verifyEmail(email)
 	}
 	e := &liveEnv{server: a}
 	e.admin = b.adminSession("admin@example.com")

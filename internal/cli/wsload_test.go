@@ -59,6 +59,7 @@ func TestWSLoad(t *testing.T) {
 	for i := range users {
 		email := fmt.Sprintf("load%d@example.com", i)
 		s.expect(s.do("POST", "/api/v1/auth/register", "", map[string]string{"email": email, "password": pw, "fullName": "Load Test"}), 202)
+		s.verifyEmail(email)
 		num := fmt.Sprintf("LOAD-%04d", i)
 		s.expect(s.do("POST", "/api/v1/policies", admin, map[string]any{"number": num, "productLine": "auto",
 			"effectiveDate": "2026-01-01", "expiryDate": "2026-12-31", "currency": "USD", "coverageLimit": "1000.00",

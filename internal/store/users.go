@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/openclaims/claims/internal/claims"
 	"github.com/openclaims/claims/internal/seal"
@@ -22,9 +23,9 @@ func (tx *Tx) InsertUser(ctx context.Context, u claims.User) error {
 		return fmt.Errorf("seal email: %w", err)
 	}
 	_, err = tx.exec(ctx, `INSERT INTO users (id, email_index, email_sealed, role, status, password_hash, holder_id,
-		authz_version, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?)`,
+		authz_version, created_at, updated_at, email_verified) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)`,
 		u.ID, tx.db.blind("user.email", email), sealed, u.Role, u.Status, u.PasswordHash, nullID(u.HolderID),
-		micros(tx.now), micros(tx.now))
+		micros(tx.now), micros(tx.now), b2i(u.EmailVerified))
 	if isUniqueViolation(err) {
 		return claims.Errorf(claims.Conflict, "An account with this email already exists.")
 	}
@@ -34,17 +35,17 @@ func (tx *Tx) InsertUser(ctx context.Context, u claims.User) error {
 	return nil
 }
 
-const userColumns = `id, email_sealed, role, status, password_hash, holder_id, mfa_enabled, created_at, updated_at`
+const userColumns = `id, email_sealed, role, status, password_hash, holder_id, mfa_enabled, created_at, updated_at, email_verified`
 
 func (tx *Tx) scanUser(row *sql.Row) (claims.User, error) {
 	var (
 		u       claims.User
 		sealed  []byte
 		holder  sql.NullString
-		mfa     int
+		mfa, ev int
 		cr, upd int64
 	)
-	if err := row.Scan(&u.ID, &sealed, &u.Role, &u.Status, &u.PasswordHash, &holder, &mfa, &cr, &upd); err != nil {
+	if err := row.Scan(&u.ID, &sealed, &u.Role, &u.Status, &u.PasswordHash, &holder, &mfa, &cr, &upd, &ev); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return u, claims.Errorf(claims.NotFound, "User not found.")
 		}
@@ -55,7 +56,7 @@ func (tx *Tx) scanUser(row *sql.Row) (claims.User, error) {
 		return u, fmt.Errorf("open email of user %s: %w", u.ID, err)
 	}
 	u.Email, u.HolderID, u.CreatedAt, u.UpdatedAt = string(email), claims.ID(holder.String), fromMicros(cr), fromMicros(upd)
-	u.MFAEnabled = mfa != 0
+	u.MFAEnabled, u.EmailVerified = mfa != 0, ev != 0
 	return u, nil
 }
 
@@ -81,4 +82,40 @@ func (tx *Tx) CountUsers(ctx context.Context, r claims.Role) (int, error) {
 func (tx *Tx) UpdatePassword(ctx context.Context, id claims.ID, hash string) error {
 	_, err := tx.exec(ctx, `UPDATE users SET password_hash = ?, updated_at = ? WHERE id = ?`, hash, micros(tx.now), id)
 	return err
+}
+
+// SetEmailVerified records that the account proved its email.
+func (tx *Tx) SetEmailVerified(ctx context.Context, id claims.ID) error {
+	_, err := tx.exec(ctx, `UPDATE users SET email_verified = 1 WHERE id = ?`, id)
+	return err
+}
+
+// InsertEmailVerification stores a verification code hash.
+func (tx *Tx) InsertEmailVerification(ctx context.Context, hash []byte, user claims.ID, expires time.Time) error {
+	_, err := tx.exec(ctx, `INSERT INTO email_verifications (hash, user_id, expires_at) VALUES (?, ?, ?)`, hash, user, micros(expires))
+	return err
+}
+
+// UseEmailVerification spends a verification code and returns its account.
+func (tx *Tx) UseEmailVerification(ctx context.Context, hash []byte) (claims.ID, error) {
+	var (
+		user claims.ID
+		exp  int64
+	)
+	bad := claims.InvalidField("token", "valid", "The verification code is invalid or has expired.")
+	err := tx.queryRow(ctx, `SELECT user_id, expires_at FROM email_verifications WHERE hash = ? AND used_at IS NULL`, hash).Scan(&user, &exp)
+	if errors.Is(err, sql.ErrNoRows) || err == nil && micros(tx.now) > exp {
+		return "", bad
+	}
+	if err != nil {
+		return "", err
+	}
+	res, err := tx.exec(ctx, `UPDATE email_verifications SET used_at = ? WHERE hash = ? AND used_at IS NULL`, micros(tx.now), hash)
+	if err != nil {
+		return "", err
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return "", bad
+	}
+	return user, nil
 }

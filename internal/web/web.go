@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"reflect"
 	"strings"
 
 	"github.com/openclaims/claims/internal/claims"
@@ -175,6 +176,12 @@ func DecodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 		// (a proxy, a WAF) may keep the first. Refuse the ambiguity.
 		return claims.InvalidField(key, "duplicate_key", "%s appears more than once.", key)
 	}
+	if key := caseVariantKey(body, v); key != "" {
+		// encoding/json matches field names case-insensitively (and folds
+		// ſ to s): "AMOUNT" would set amount. Another parser in front of us
+		// would read it differently; only exact names are accepted.
+		return claims.InvalidField(key, "unknown_field", "%s is not a field of this request (field names are case-sensitive).", key)
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -310,6 +317,92 @@ func duplicateKey(b []byte) string {
 		}
 		if f := top(); f != nil && f.obj {
 			f.wantKey = true
+		}
+	}
+}
+
+// caseVariantKey returns the first object key in b that isn't one of v's
+// JSON field names but equals one when case is folded, or "".
+func caseVariantKey(b []byte, v any) string {
+	names := map[string]bool{}
+	jsonNames(reflect.TypeOf(v), names, 0)
+	found := ""
+	eachKey(b, func(key string) bool {
+		if names[key] {
+			return true
+		}
+		for name := range names {
+			if strings.EqualFold(name, key) {
+				found = key
+				return false
+			}
+		}
+		return true
+	})
+	return found
+}
+
+// eachKey calls fn with every object key of a JSON text, in order, until fn
+// returns false. Syntax errors end the walk (the real decode reports them).
+func eachKey(b []byte, fn func(key string) bool) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	type frame struct{ obj, wantKey bool }
+	var stack []*frame
+	top := func() *frame {
+		if len(stack) == 0 {
+			return nil
+		}
+		return stack[len(stack)-1]
+	}
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return
+		}
+		if d, ok := tok.(json.Delim); ok {
+			switch d {
+			case '{', '[':
+				if f := top(); f != nil && f.obj {
+					f.wantKey = true // this container was a value
+				}
+				stack = append(stack, &frame{obj: d == '{', wantKey: d == '{'})
+			case '}', ']':
+				stack = stack[:len(stack)-1]
+			}
+			continue
+		}
+		f := top()
+		if f == nil || !f.obj {
+			continue
+		}
+		if f.wantKey {
+			if key, ok := tok.(string); ok && !fn(key) {
+				return
+			}
+			f.wantKey = false
+		} else {
+			f.wantKey = true // a scalar value; the next token is a key
+		}
+	}
+}
+
+// jsonNames collects the JSON field names of t and of the structs it holds.
+func jsonNames(t reflect.Type, out map[string]bool, depth int) {
+	if t == nil || depth > 8 {
+		return
+	}
+	switch t.Kind() {
+	case reflect.Pointer, reflect.Slice, reflect.Array:
+		jsonNames(t.Elem(), out, depth+1)
+	case reflect.Struct:
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if name == "" || name == "-" {
+				name = f.Name
+			}
+			out[name] = true
+			jsonNames(f.Type, out, depth+1)
 		}
 	}
 }

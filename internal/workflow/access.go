@@ -279,7 +279,7 @@ func (s *Service) InviteUser(ctx context.Context, p claims.Principal, email stri
 		}
 	}
 	tmp, _ := auth.NewOpaqueToken() // never told to anyone
-	u, err := s.createUser(ctx, p.UserID, email, tmp, role, "")
+	u, err := s.createUser(ctx, p.UserID, email, tmp, role, "", base != claims.RoleCustomer)
 	if err != nil {
 		return claims.User{}, err
 	}
@@ -426,4 +426,21 @@ func (s *Service) Checkpoint(ctx context.Context, key ed25519.PrivateKey, keyID 
 		return tx.InsertCheckpoint(ctx, c)
 	})
 	return c, err
+}
+
+// MarkEmailVerified records, on an administrator's or operator's word, that
+// an account owns its email (users.manage).
+func (s *Service) MarkEmailVerified(ctx context.Context, p claims.Principal, target claims.ID) error {
+	if err := access.Require(p, access.UsersManage); err != nil {
+		return err
+	}
+	return s.db.InTx(ctx, func(tx *store.Tx) error {
+		if _, err := tx.User(ctx, target); err != nil {
+			return err
+		}
+		if err := tx.SetEmailVerified(ctx, target); err != nil {
+			return err
+		}
+		return audit(ctx, tx, p.UserID, "user.email_verified", "user", string(target), "ok", map[string]string{"by": "administrator"})
+	})
 }

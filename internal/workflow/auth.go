@@ -51,7 +51,7 @@ func (s *Service) Register(ctx context.Context, r Registration) (claims.User, er
 	if err := v.Err(); err != nil {
 		return claims.User{}, err
 	}
-	return s.createUser(ctx, "", email, r.Password, claims.RoleCustomer, r.FullName)
+	return s.createUser(ctx, "", email, r.Password, claims.RoleCustomer, r.FullName, false)
 }
 
 // CreateUser creates an account of any role. It is for the command line
@@ -72,15 +72,18 @@ func (s *Service) CreateUser(ctx context.Context, actor claims.ID, email, passwo
 	if err := v.Err(); err != nil {
 		return claims.User{}, err
 	}
-	return s.createUser(ctx, actor, email, password, role, "")
+	return s.createUser(ctx, actor, email, password, role, "", true)
 }
 
-func (s *Service) createUser(ctx context.Context, actor claims.ID, email, password string, role claims.Role, name string) (claims.User, error) {
+// createUser creates an account. verified says someone vouches for the
+// email (an operator or administrator); a self-registered customer gets a
+// code mailed instead and proves it with VerifyEmail.
+func (s *Service) createUser(ctx context.Context, actor claims.ID, email, password string, role claims.Role, name string, verified bool) (claims.User, error) {
 	hash, err := s.hasher.Hash(ctx, password)
 	if err != nil {
 		return claims.User{}, fmt.Errorf("hash password: %w", err)
 	}
-	u := claims.User{ID: claims.NewID(), Email: email, Role: role, Status: claims.UserActive, PasswordHash: hash}
+	u := claims.User{ID: claims.NewID(), Email: email, Role: role, Status: claims.UserActive, PasswordHash: hash, EmailVerified: verified}
 	err = s.db.InTx(ctx, func(tx *store.Tx) error {
 		if err := tx.InsertUser(ctx, u); err != nil {
 			return err
@@ -96,6 +99,17 @@ func (s *Service) createUser(ctx context.Context, actor claims.ID, email, passwo
 			if err := tx.LinkHolderUser(ctx, h.ID, u.ID); err != nil {
 				return err
 			}
+			if !verified {
+				token, hash := auth.NewOpaqueToken()
+				if err := tx.InsertEmailVerification(ctx, hash, u.ID, tx.Now().Add(7*24*time.Hour)); err != nil {
+					return err
+				}
+				body := "Confirm the email address of your claims account: POST /api/v1/auth/verify-email with this code\n" +
+					"within 7 days: " + token + "\nUntil then no policy can be attached to the account by email.\n"
+				if err := tx.InsertMail(ctx, store.Mail{ID: claims.NewID(), Kind: "verify_email", To: email, Body: body}); err != nil {
+					return err
+				}
+			}
 			// Policies an admin or an import recorded under this email are
 			// NOT linked on say-so: whoever registers first would get them.
 			// A single-use code goes to the address instead; only its owner
@@ -105,14 +119,7 @@ func (s *Service) createUser(ctx context.Context, actor claims.ID, email, passwo
 				return err
 			}
 			for _, id := range ids {
-				token, hash := auth.NewOpaqueToken()
-				if err := tx.InsertEmailLink(ctx, hash, u.ID, id, tx.Now().Add(7*24*time.Hour)); err != nil {
-					return err
-				}
-				body := "Policies are recorded under this email address. To see them in your claims account, sign in and\n" +
-					"POST /api/v1/me/link-policyholder with this code within 7 days: " + token + "\n" +
-					"If you did not create an account, ignore this message: nothing is linked without the code.\n"
-				if err := tx.InsertMail(ctx, store.Mail{ID: claims.NewID(), Kind: "link_policyholder", To: email, Body: body}); err != nil {
+				if err := s.mailLinkCode(ctx, tx, u.ID, id, email); err != nil {
 					return err
 				}
 			}
@@ -343,4 +350,35 @@ func (s *Service) ConfirmEmailLink(ctx context.Context, p claims.Principal, toke
 		}
 		return audit(ctx, tx, p.UserID, "user.policyholder_linked", "policyholder", string(holder), "ok", nil)
 	})
+}
+
+// VerifyEmail marks the account whose mailed code this is as owning its
+// email.
+func (s *Service) VerifyEmail(ctx context.Context, token string) error {
+	if token == "" || len(token) > 200 {
+		return claims.InvalidField("token", "valid", "The verification code is invalid or has expired.")
+	}
+	return s.db.InTx(ctx, func(tx *store.Tx) error {
+		id, err := tx.UseEmailVerification(ctx, auth.HashOpaque(token))
+		if err != nil {
+			return err
+		}
+		if err := tx.SetEmailVerified(ctx, id); err != nil {
+			return err
+		}
+		return audit(ctx, tx, id, "user.email_verified", "user", string(id), "ok", nil)
+	})
+}
+
+// mailLinkCode sends the account at email a single-use code that links
+// policyholder holder to it (ConfirmEmailLink).
+func (s *Service) mailLinkCode(ctx context.Context, tx *store.Tx, user, holder claims.ID, email string) error {
+	token, hash := auth.NewOpaqueToken()
+	if err := tx.InsertEmailLink(ctx, hash, user, holder, tx.Now().Add(7*24*time.Hour)); err != nil {
+		return err
+	}
+	body := "Policies are recorded under this email address. To see them in your claims account, sign in and\n" +
+		"POST /api/v1/me/link-policyholder with this code within 7 days: " + token + "\n" +
+		"If you did not create an account, ignore this message: nothing is linked without the code.\n"
+	return tx.InsertMail(ctx, store.Mail{ID: claims.NewID(), Kind: "link_policyholder", To: email, Body: body})
 }

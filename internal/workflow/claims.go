@@ -679,6 +679,12 @@ func (s *Service) CreatePolicy(ctx context.Context, p claims.Principal, r NewPol
 			if err != nil || u.HolderID == "" {
 				return claims.InvalidField("holderEmail", "exists", "No customer account has this email.")
 			}
+			if !u.EmailVerified {
+				// Registration proves nothing about the email: whoever
+				// registered an address first must not receive policies
+				// recorded for its real owner.
+				return claims.InvalidField("holderEmail", "verified", "The customer has not confirmed this email address yet; record the policyholder's details instead, and they link it with the code mailed to them.")
+			}
 			pol.HolderID = u.HolderID
 		} else {
 			h := r.Holder
@@ -687,6 +693,15 @@ func (s *Service) CreatePolicy(ctx context.Context, p claims.Principal, r NewPol
 				return err
 			}
 			pol.HolderID = h.ID
+			// An account already registered under the holder's email gets
+			// a link code by mail, as at registration.
+			if email := h.Email.Reveal(); email != "" {
+				if u, err := tx.UserByEmail(ctx, email); err == nil && u.Role == claims.RoleCustomer {
+					if err := s.mailLinkCode(ctx, tx, u.ID, h.ID, u.Email); err != nil {
+						return err
+					}
+				}
+			}
 		}
 		pol.CreatedAt = tx.Now() // the answer carries it as a read would
 		if err := tx.InsertPolicy(ctx, pol); err != nil {

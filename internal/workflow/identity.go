@@ -567,6 +567,10 @@ func (s *Service) ResetPassword(ctx context.Context, token, next string) error {
 		if err := tx.UpdatePassword(ctx, id, hash); err != nil {
 			return err
 		}
+		// The reset token came by mail: the account has proved its email.
+		if err := tx.SetEmailVerified(ctx, id); err != nil {
+			return err
+		}
 		if _, err := tx.RevokeUserSessions(ctx, id, "", "password reset"); err != nil {
 			return err
 		}

@@ -285,3 +285,15 @@ func (h *Handler) linkPolicyholder(w http.ResponseWriter, r *http.Request) error
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
+
+func (h *Handler) verifyEmail(w http.ResponseWriter, r *http.Request) error {
+	var req linkRequest
+	if err := web.DecodeJSON(w, r, &req); err != nil {
+		return err
+	}
+	if err := h.flow.VerifyEmail(r.Context(), req.Token); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}

@@ -74,6 +74,7 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	private("POST", "/api/v1/auth/password", h.changePassword)
 	public("POST", "/api/v1/auth/password-reset", h.passwordReset)
 	public("POST", "/api/v1/auth/password-reset/confirm", h.passwordResetConfirm)
+	public("POST", "/api/v1/auth/verify-email", h.verifyEmail)
 	private("GET", "/api/v1/sessions", h.listSessions)
 	private("DELETE", "/api/v1/sessions/{id}", h.endSession)
 	private("POST", "/api/v1/sessions/end-others", h.endOtherSessions)

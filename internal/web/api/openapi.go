@@ -74,6 +74,7 @@ var operations = map[string]op{
 	"PUT /api/v1/users/{id}/authority-limit":    {summary: "Set or clear (null) a user's monetary authority in minor units (roles.assign, step-up).", request: "Authority", status: "204"},
 	"GET /api/v1/me/access-log":                 {summary: "Who (by role) accessed the caller's claims, and why.", response: "AccessList", status: "200"},
 	"POST /api/v1/me/link-policyholder":         {summary: "Link the policies recorded under your email, with the single-use code mailed to it at registration.", request: "LinkCode", status: "204"},
+	"POST /api/v1/auth/verify-email":            {summary: "Confirm the account's email with the code mailed at registration; until then no policy is attached to it by email.", request: "LinkCode", status: "204"},
 	"GET /api/v1/training/claims":               {summary: "Pseudonymized claims for model work (training_data.export): no personal data.", response: "TrainingList", status: "200", params: []string{"cursor", "limit"}},
 
 	// Data subject rights (docs/data-protection.md).
