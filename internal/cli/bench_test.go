@@ -127,6 +127,7 @@ func newClaimFixture(tb testing.TB, d store.Dialect) *claimFixture {
 	mustRun(tb, env, pw+"\n", "user", "create", "--email", "admin@example.com", "--role", "admin", "--password-stdin")
 	s := startBenchServer(tb, env)
 	s.must(202, "POST", "/api/v1/auth/register", "", map[string]string{"email": "bench@example.com", "password": pw, "fullName": "Bench Customer"})
+	mustRun(tb, env, "", "user", "verify-email", "--email", "bench@example.com") // the operator vouches
 	admin := s.login("admin@example.com")
 	// Administrators must enrol a second factor before anything else.
 	en := s.must(200, "POST", "/api/v1/auth/mfa/enroll", admin, nil)
