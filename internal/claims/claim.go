@@ -175,6 +175,13 @@ func ValidateText(v *Validation, field, s string, max int, required bool) {
 			v.Add(field, "bidi_control", "%s must not contain invisible text-direction characters.", field)
 			return
 		}
+		// Other invisible format characters (zero-width space, soft
+		// hyphen, byte-order mark, line/paragraph separators) hide what
+		// a reader sees; the zero-width joiner stays for emoji.
+		if (unicode.Is(unicode.Cf, r) && r != 0x200d) || r == 0x2028 || r == 0x2029 {
+			v.Add(field, "invisible_character", "%s must not contain invisible formatting characters.", field)
+			return
+		}
 	}
 	if LooksLikeCardNumber(s) {
 		v.Add(field, "no_card_number", "%s looks like it contains a payment card number; card numbers must not be sent.", field)
@@ -197,7 +204,7 @@ func LooksLikeCardNumber(s string) bool {
 		switch {
 		case unicode.IsDigit(r):
 			digits = append(digits, byte('0'+digitValue(r)))
-		case (r == ' ' || r == '-' || r == '.' || r == '\u00a0' || r == '\u3000') && len(digits) > 0:
+		case (r == ' ' || r == '-' || r == '.' || r == '_' || r == ',' || r == '/' || r == '\u00a0' || r == '\u3000') && len(digits) > 0:
 			// separators inside a number
 		default:
 			if len(digits) >= 13 && flush() {

@@ -19,7 +19,9 @@ func TestParseMoney(t *testing.T) {
 		{"1234.5", "USD", 123450, true},
 		{"1234", "USD", 123400, true},
 		{"-12.01", "USD", -1201, true},
-		{".5", "USD", 50, true},
+		{".5", "USD", 0, false},
+		{"05.00", "USD", 0, false},
+		{"0.50", "USD", 50, true},
 		{"12.345", "USD", 0, false},
 		{"1e3", "USD", 0, false},
 		{"1,000.00", "USD", 0, false},
@@ -107,6 +109,7 @@ func TestValidateNewClaim(t *testing.T) {
 		{"card number", func(in *NewClaimInput) { in.Description = "pay to 4111 1111 1111 1111 please" }, "description", "no_card_number"},
 		{"control char", func(in *NewClaimInput) { in.Location = "a\x00b" }, "location", "control_character"},
 		{"bidi override", func(in *NewClaimInput) { in.Description = "invoice \u202Egpj.exe" }, "description", "bidi_control"},
+		{"zero-width space", func(in *NewClaimInput) { in.Description = "4\u200b111111111111111" }, "description", "invisible_character"},
 		{"bad type", func(in *NewClaimInput) { in.Type = "alien" }, "type", "enum"},
 		{"bad category", func(in *NewClaimInput) { in.Lines[0].Category = "spa" }, "lines[0].category", "enum"},
 		{"currency mismatch", func(in *NewClaimInput) { in.Lines[0].Amount = MustMoney("1", "EUR") }, "lines[0].amount", "currency"},
@@ -163,7 +166,7 @@ func TestCardNumbers(t *testing.T) {
 		"4111111111111111": true, "4111-1111-1111-1111": true, "card 5500 0000 0000 0004 ok": true,
 		"policy 123456": false, "4111111111111112": false, "phone 555-123-4567": false,
 		"４１１１１１１１１１１１１１１１": true, "4.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1": true, "4111\u00a01111\u00a01111\u00a01111": true,
-		"v1.2.3 build 2026.12.03": false,
+		"v1.2.3 build 2026.12.03": false, "4_1_1_1_1_1_1_1_1_1_1_1_1_1_1_1": true, "4/111/1111/1111/1111": true,
 	} {
 		if got := LooksLikeCardNumber(s); got != want {
 			t.Errorf("LooksLikeCardNumber(%q) = %v, want %v", s, got, want)

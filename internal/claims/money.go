@@ -57,7 +57,8 @@ func ParseMoney(s, code string) (Money, error) {
 		neg, s = true, s[1:]
 	}
 	whole, frac, hasDot := strings.Cut(s, ".")
-	if whole == "" && (!hasDot || frac == "") {
+	// One canonical form: digits before the point, no leading zeros.
+	if whole == "" || len(whole) > 1 && whole[0] == '0' {
 		return Money{}, fmt.Errorf("%q is not an amount", s)
 	}
 	if hasDot && frac == "" {
