@@ -51,8 +51,8 @@ type User struct {
 	// EmailVerified: the account proved it receives mail at Email (a
 	// mailed code, or an operator/administrator created it).
 	EmailVerified bool
-	CreatedAt  time.Time
-	UpdatedAt  time.Time
+	CreatedAt     time.Time
+	UpdatedAt     time.Time
 }
 
 // Principal is who is acting: the signed-in user as the access layer sees
