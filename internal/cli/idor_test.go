@@ -321,3 +321,18 @@ func TestHiddenProbesAudited(t *testing.T) {
 		t.Errorf("%d denied entries for the probes, want 2", denied)
 	}
 }
+
+// TestForbiddenAudited: a refused admin request is an audit entry.
+func TestForbiddenAudited(t *testing.T) {
+	env := newEnv(t, store.SQLite)
+	mustRun(t, env, pw+"\n", "user", "create", "--email", "adm@example.com", "--role", "admin", "--password-stdin")
+	s := startServer(t, env)
+	s.registerVerified("nosy@example.com", pw)
+	nosy := s.login("nosy@example.com", pw)
+	s.expect(s.do("GET", "/api/v1/users", nosy, nil), 403)
+	admin := s.adminSession("adm@example.com")
+	trail := s.expect(s.do("GET", "/api/v1/audit?action=access.denied", admin, nil), 200).items()
+	if len(trail) != 1 || trail[0]["objectId"] != "GET /api/v1/users" || trail[0]["outcome"] != "denied" {
+		t.Fatalf("audit of the refused request: %v", trail)
+	}
+}

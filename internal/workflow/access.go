@@ -444,3 +444,13 @@ func (s *Service) MarkEmailVerified(ctx context.Context, p claims.Principal, tar
 		return audit(ctx, tx, p.UserID, "user.email_verified", "user", string(target), "ok", map[string]string{"by": "administrator"})
 	})
 }
+
+// RecordForbidden audits a refused request (ASVS V16.3.2): who, which
+// route, from where. The route pattern, not the URL, so no query data.
+func (s *Service) RecordForbidden(ctx context.Context, p claims.Principal, route string) {
+	if err := s.db.InTx(ctx, func(tx *store.Tx) error {
+		return audit(ctx, tx, p.UserID, "access.denied", "route", route, "denied", nil)
+	}); err != nil {
+		s.log.ErrorContext(ctx, "audit refused request", "err", err)
+	}
+}

@@ -182,7 +182,14 @@ func (h *Handler) authenticated(next web.HandlerFunc) web.HandlerFunc {
 				return err
 			}
 		}
-		return next(w, r.WithContext(web.WithPrincipal(r.Context(), p)))
+		err = next(w, r.WithContext(web.WithPrincipal(r.Context(), p)))
+		// Refusals are security events. Claim actions audit their own
+		// (with the claim as object); every other refused route is
+		// recorded here.
+		if claims.KindOf(err) == claims.Forbidden && !strings.HasPrefix(r.Pattern, "POST /api/v1/claims/") {
+			h.flow.RecordForbidden(r.Context(), p, r.Pattern)
+		}
+		return err
 	}
 }
 
