@@ -390,3 +390,38 @@ func TestHolderEmailNeedsVerifiedAccount(t *testing.T) {
 	pol["holderEmail"] = "carol@example.com"
 	s.expect(s.do("POST", "/api/v1/policies", admin, pol), 201)
 }
+
+// TestAuthEventsAudited: sign-ins, failures, lockouts, MFA and logouts are
+// audit entries (ASVS V16.3.1), with the client address and never the
+// password.
+func TestAuthEventsAudited(t *testing.T) {
+	env := newEnv(t, store.SQLite)
+	env["CLAIMS_LOGIN_LOCK_AFTER"] = "3"
+	mustRun(t, env, pw+"\n", "user", "create", "--email", "adm@example.com", "--role", "admin", "--password-stdin")
+	s := startServer(t, env)
+	s.registerVerified("ann@example.com", pw)
+	tok := s.login("ann@example.com", pw)
+	s.expect(s.do("POST", "/api/v1/auth/logout", tok, nil), 204)
+	const wrong = "definitely-not-the-password"
+	for i := 0; i < 3; i++ {
+		// Delays start after 3 failures, so the third locks at once.
+		s.do("POST", "/api/v1/auth/login", "", map[string]string{"email": "ann@example.com", "password": wrong})
+	}
+	admin := s.adminSession("adm@example.com")
+	entries := s.expect(s.do("GET", "/api/v1/audit?limit=1000", admin, nil), 200)
+	count := map[string]int{}
+	for _, e := range entries.items() {
+		count[e["action"].(string)+"/"+e["outcome"].(string)]++
+		if e["action"] == "auth.login" && e["ip"] != "127.0.0.1" {
+			t.Errorf("sign-in entry without the client address: %v", e)
+		}
+	}
+	for _, want := range []string{"auth.login/ok", "auth.login/failed", "auth.logout/ok", "auth.locked/denied", "auth.mfa_enrolled/ok"} {
+		if count[want] == 0 {
+			t.Errorf("no %s entry in the audit log: %v", want, count)
+		}
+	}
+	if strings.Contains(string(entries.raw), wrong) || strings.Contains(string(entries.raw), pw) {
+		t.Error("a password is in the audit log")
+	}
+}
